@@ -1,0 +1,127 @@
+"""The one Settings object: every knob Pochta has, read from POCHTA_* variables or .env."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class SmtpSecurity(StrEnum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Configuration; see the README's table for what each one means."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POCHTA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///./var/pochta.db"
+    broker_url: str = "sqla+sqlite:///./var/broker.db"
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    smtp_security: SmtpSecurity = SmtpSecurity.none
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: PositiveSeconds = 30.0
+    smtp_helo_name: str = Field(default_factory=socket.getfqdn, min_length=1)
+    smtp_tls_verify: bool = True
+    smtp_ca_file: str | None = None
+    # A connection is reused for many messages; these bound how long one lives.
+    smtp_max_messages_per_connection: int = Field(default=1000, ge=1)
+    smtp_max_idle_seconds: PositiveSeconds = 30.0
+
+    retry_base_seconds: PositiveSeconds = 300.0
+    retry_max_seconds: PositiveSeconds = 4000.0
+    retry_max_attempts: int | None = Field(default=None, ge=1)
+    retry_max_age_seconds: PositiveSeconds = 5 * 24 * 3600.0
+
+    scheduler_interval_seconds: PositiveSeconds = 1.0
+    sending_lease_seconds: PositiveSeconds = 300.0
+    # A message handed to the broker but not claimed within this is handed over again.
+    dispatch_lease_seconds: PositiveSeconds = 120.0
+
+    max_request_bytes: int = Field(default=15 * MiB, ge=1024)
+    max_message_bytes: int = Field(default=10 * MiB, ge=1024)
+    max_recipients: int = Field(default=50, ge=1)
+    max_send_ahead_seconds: PositiveSeconds = 30 * 24 * 3600.0
+
+    log_format: LogFormat = LogFormat.text
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("POCHTA_RETRY_MAX_SECONDS must not be below POCHTA_RETRY_BASE_SECONDS")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("POCHTA_SMTP_USERNAME and POCHTA_SMTP_PASSWORD go together")
+        if (
+            self.smtp_username is not None
+            and self.smtp_security is SmtpSecurity.none
+            and not _is_loopback(self.smtp_host)
+        ):
+            raise ValueError(
+                "POCHTA_SMTP_SECURITY=none would send POCHTA_SMTP_PASSWORD in clear to "
+                f"{self.smtp_host}; use starttls or tls"
+            )
+        return self
+
+    @property
+    def relay(self) -> str:
+        """host:port of the relay, as recorded on every attempt."""
+        return f"{self.smtp_host}:{self.smtp_port}"
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming the first bad setting, for a process that must stop at start."""
+    first: dict[str, Any] = dict(error.errors()[0])
+    loc = [str(part) for part in first.get("loc", ())]
+    message = str(first.get("msg", "invalid"))
+    if not loc:
+        return message.removeprefix("Value error, ")
+    name = "POCHTA_" + loc[0].upper()
+    return f"{name}: {message} (got {first.get('input')!r})"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once; tests clear the cache to change them."""
+    return Settings()
+
+
+def load_settings_or_exit() -> Settings:
+    """Settings for a command's start: a bad value ends the process with one line."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        print(f"pochta: bad setting: {describe_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None

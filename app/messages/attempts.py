@@ -1,0 +1,71 @@
+"""What one delivery attempt found out, as plain data passed from the worker to the domain."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.messages.states import RecipientStatus, Stage
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP reply: the code, its RFC 3463 enhanced code if any, and the text."""
+
+    code: int
+    enhanced: str | None
+    text: str
+
+    @classmethod
+    def parse(cls, code: int, raw: bytes | str) -> Reply:
+        """Split smtplib's (code, text) into code, enhanced code and text, lines kept."""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        lines = text.split("\n")
+        match = _ENHANCED.match(lines[0])
+        enhanced = None
+        # The enhanced code must agree with the reply's class to be one (RFC 3463 §2).
+        if match and match.group(1) == str(code)[0]:
+            enhanced = ".".join(match.groups())
+            lines = [
+                line[len(m.group(0)) :] if (m := _ENHANCED.match(line)) else line for line in lines
+            ]
+        return cls(code=code, enhanced=enhanced, text="\n".join(lines))
+
+    @property
+    def is_positive(self) -> bool:
+        return 200 <= self.code < 400
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.code >= 500
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced + ' ' if self.enhanced else ''}{self.text}"
+
+
+@dataclass(slots=True)
+class RecipientResult:
+    """How one recipient came out of an attempt."""
+
+    status: RecipientStatus
+    reply: Reply | None = None
+    # Pochta's own finding when the relay said nothing about it (RFC 3463 code and text).
+    enhanced: str | None = None
+    note: str | None = None
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    """The whole attempt: where it ended, the reply or error that ended it, each recipient."""
+
+    started_at: datetime
+    relay: str
+    stage: Stage = Stage.connect
+    reply: Reply | None = None
+    enhanced: str | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+    recipients: dict[str, RecipientResult] = field(default_factory=dict)

@@ -1,0 +1,212 @@
+"""The messages domain's rules: accepting an email, reading it back, cancelling, settling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
+from app.keys.service import Caller
+from app.messages import repository
+from app.messages.addresses import parse_mailbox
+from app.messages.attempts import AttemptResult
+from app.messages.mime import HeaderError, build_message
+from app.messages.models import Attempt, Message, Recipient
+from app.messages.schemas import SubmitMessage
+from app.messages.states import (
+    OPEN_RECIPIENT,
+    MessageStatus,
+    RecipientStatus,
+    attempt_outcome_for,
+    message_status_for,
+)
+from app.orm import new_id
+
+
+def _recipients(submit: SubmitMessage) -> list[Recipient]:
+    """One row per distinct address: the same mailbox in To and Cc gets one copy."""
+    seen: set[str] = set()
+    rows: list[Recipient] = []
+    for kind, values in (("to", submit.to), ("cc", submit.cc), ("bcc", submit.bcc)):
+        for value in values:
+            email = parse_mailbox(value).email
+            if email.lower() in seen:
+                continue
+            seen.add(email.lower())
+            rows.append(
+                Recipient(
+                    position=len(rows),
+                    kind=kind,
+                    email=email,
+                    status=RecipientStatus.pending,
+                    attempts=0,
+                )
+            )
+    return rows
+
+
+def submit_message(
+    session: Session, *, caller: Caller, submit: SubmitMessage, settings: Settings, now: datetime
+) -> Message:
+    """Check the limits, build the bytes once and store the message with its recipients."""
+    total = len(submit.to) + len(submit.cc) + len(submit.bcc)
+    if total > settings.max_recipients:
+        raise InvalidFields.at(
+            "to", f"has {total} recipients with cc and bcc; at most {settings.max_recipients}"
+        )
+    if submit.send_at is not None and submit.send_at > now + timedelta(
+        seconds=settings.max_send_ahead_seconds
+    ):
+        days = settings.max_send_ahead_seconds / 86400
+        raise InvalidFields.at("send_at", f"must be at most {days:g} days ahead")
+
+    message_pk = new_id("msg_")
+    try:
+        built = build_message(submit, local_id=message_pk, now=now)
+    except HeaderError as error:
+        raise InvalidFields.at(f"headers.{error.name}", str(error)) from None
+    if len(built.raw) > settings.max_message_bytes:
+        raise PayloadTooLarge(
+            f"the built message is {len(built.raw)} bytes; "
+            f"POCHTA_MAX_MESSAGE_BYTES is {settings.max_message_bytes}"
+        )
+
+    scheduled = submit.send_at is not None and submit.send_at > now
+    sender = parse_mailbox(submit.from_)
+    envelope = parse_mailbox(submit.envelope_from) if submit.envelope_from else sender
+    message = Message(
+        id=message_pk,
+        tenant=caller.tenant,
+        status=MessageStatus.scheduled if scheduled else MessageStatus.queued,
+        from_header=submit.from_,
+        envelope_from=envelope.email,
+        to_addrs=submit.to,
+        cc_addrs=submit.cc,
+        bcc_addrs=submit.bcc,
+        reply_to_addrs=submit.reply_to,
+        subject=submit.subject,
+        message_id=built.message_id,
+        tags=submit.tags,
+        metadata_=submit.metadata,
+        raw=built.raw,
+        size=len(built.raw),
+        needs_smtputf8=built.needs_smtputf8,
+        created_at=now,
+        updated_at=now,
+        send_at=submit.send_at,
+        next_attempt_at=submit.send_at if scheduled else now,
+        attempt_count=0,
+        # The API rings the broker right after commit; the scheduler only steps in if
+        # that doorbell is lost (see docs/guarantees.md).
+        dispatched_until=None
+        if scheduled
+        else now + timedelta(seconds=settings.dispatch_lease_seconds),
+    )
+    message.recipients = _recipients(submit)
+    message.attempts = []
+    repository.add_message(session, message)
+    return message
+
+
+def get_message(session: Session, *, caller: Caller, message_id: str) -> Message:
+    message = repository.get_detailed(session, tenant=caller.tenant, message_id=message_id)
+    if message is None:
+        raise NotFound(f"no message {message_id}")
+    return message
+
+
+def get_raw(session: Session, *, caller: Caller, message_id: str) -> bytes:
+    raw = repository.get_raw(session, tenant=caller.tenant, message_id=message_id)
+    if raw is None:
+        raise NotFound(f"no message {message_id}")
+    return raw
+
+
+def cancel_message(session: Session, *, caller: Caller, message_id: str, now: datetime) -> Message:
+    """Cancel a message no worker holds yet; Conflict if it is sending or finished."""
+    if not repository.cancel(session, tenant=caller.tenant, message_id=message_id, now=now):
+        message = get_message(session, caller=caller, message_id=message_id)
+        raise Conflict(f"message {message_id} is {message.status.value} and cannot be canceled")
+    return get_message(session, caller=caller, message_id=message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """When to try again, or None to give up on what is still deferred."""
+
+    next_attempt_at: datetime | None
+
+
+RetryPolicy = Callable[[Message, datetime], RetryDecision]
+
+
+def settle_attempt(
+    session: Session, *, message: Message, result: AttemptResult, retry: RetryPolicy
+) -> MessageStatus:
+    """Record an attempt and each recipient's outcome; decide the message's next step."""
+    assert result.finished_at is not None
+    now = result.finished_at
+    number = message.attempt_count + 1
+    tried = [r for r in message.recipients if r.email in result.recipients]
+    open_after = [r for r in tried if result.recipients[r.email].status in OPEN_RECIPIENT]
+    decision = retry(message, now) if open_after else RetryDecision(None)
+
+    changes = []
+    for row in tried:
+        outcome = result.recipients[row.email]
+        status = outcome.status
+        note = outcome.note
+        if status in OPEN_RECIPIENT and decision.next_attempt_at is None:
+            status = RecipientStatus.failed
+            note = note or "retries exhausted"
+        row.status = status
+        reply = outcome.reply
+        changes.append(
+            {
+                "id": row.id,
+                "status": status,
+                "smtp_code": reply.code if reply else None,
+                "enhanced_code": reply.enhanced if reply else outcome.enhanced,
+                "smtp_reply": reply.text if reply else note,
+                "attempts": row.attempts + 1,
+            }
+        )
+    if changes:
+        session.execute(update(Recipient), changes)
+
+    last = result.reply
+    session.add(
+        Attempt(
+            message_pk=message.id,
+            number=number,
+            started_at=result.started_at,
+            finished_at=now,
+            relay=result.relay,
+            outcome=attempt_outcome_for(result.recipients[r.email].status for r in tried),
+            stage=result.stage,
+            smtp_code=last.code if last else None,
+            enhanced_code=last.enhanced if last else result.enhanced,
+            smtp_reply=last.text if last else None,
+            error=result.error,
+        )
+    )
+    message_status = message_status_for(r.status for r in message.recipients)
+    session.execute(
+        update(Message)
+        .where(Message.id == message.id)
+        .values(
+            status=message_status,
+            attempt_count=number,
+            updated_at=now,
+            next_attempt_at=decision.next_attempt_at
+            if message_status is MessageStatus.deferred
+            else None,
+            lease_expires_at=None,
+        )
+    )
+    return message_status

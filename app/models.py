@@ -1,0 +1,7 @@
+"""Every table, imported in one place so Alembic and tests see the whole schema."""
+
+from app.keys.models import ApiKey
+from app.messages.models import Attempt, IdempotencyRecord, Message, MessageTag, Recipient
+from app.orm import Base
+
+__all__ = ["ApiKey", "Attempt", "Base", "IdempotencyRecord", "Message", "MessageTag", "Recipient"]

@@ -1,0 +1,146 @@
+"""Fixtures that start real services: databases, brokers, relays, Pochta's own processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from app import db
+from app.cli import run_migrations
+from app.config import get_settings
+from app.keys.service import create_key
+from tests.support.relay import ScriptedRelay
+from tests.support.services import create_database, drop_database
+from worker import celery_app, tasks
+
+SHARED_POSTGRES = os.environ.get(
+    "POCHTA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SHARED_REDIS = os.environ.get("POCHTA_TEST_REDIS", "redis://127.0.0.1:6379")
+# A Redis db number of our own on the shared server, flushed before and after each test.
+REDIS_DB = 11
+
+# Settings every test starts from: fast retries, a relay that is set per test.
+BASE_ENV = {
+    "POCHTA_RETRY_BASE_SECONDS": "0.05",
+    "POCHTA_RETRY_MAX_SECONDS": "0.2",
+    "POCHTA_RETRY_MAX_AGE_SECONDS": "60",
+    "POCHTA_SCHEDULER_INTERVAL_SECONDS": "0.05",
+    "POCHTA_SMTP_TIMEOUT": "5",
+    "POCHTA_SMTP_HELO_NAME": "pochta.test",
+    "POCHTA_LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Env:
+    """The POCHTA_* variables of one test: applied in-process and passed to subprocesses."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    backend: str = "sqlite"
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.values[key] = value
+        os.environ[key] = value
+        reload_settings()
+
+    def for_subprocess(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POCHTA_")}
+        return {**env, **self.values, "PYTHONUNBUFFERED": "1"}
+
+
+def reload_settings() -> None:
+    """Forget every cached object built from settings."""
+    get_settings.cache_clear()
+    celery_app.get_celery.cache_clear()
+    db.dispose_engine()
+    if tasks._pool is not None:
+        tasks._pool.close()
+        tasks._pool = None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that asks runs on both backends."""
+    return str(request.param)
+
+
+@pytest.fixture
+def sqlite_only() -> str:
+    return "sqlite"
+
+
+def _configure(backend: str, tmp_path: Path) -> Iterator[Env]:
+    saved = {k: v for k, v in os.environ.items() if k.startswith("POCHTA_")}
+    for key in saved:
+        del os.environ[key]
+    env = Env(backend=backend)
+    for key, value in BASE_ENV.items():
+        env.values[key] = value
+    database = None
+    if backend == "postgres":
+        database = f"pochta_test_{uuid.uuid4().hex[:12]}"
+        env.values["POCHTA_DATABASE_URL"] = create_database(SHARED_POSTGRES, database)
+        env.values["POCHTA_BROKER_URL"] = f"{SHARED_REDIS}/{REDIS_DB}"
+        redis.Redis.from_url(f"{SHARED_REDIS}/{REDIS_DB}").flushdb()
+    else:
+        env.values["POCHTA_DATABASE_URL"] = f"sqlite:///{tmp_path}/pochta.db"
+        env.values["POCHTA_BROKER_URL"] = f"sqla+sqlite:///{tmp_path}/broker.db"
+    os.environ.update(env.values)
+    reload_settings()
+    run_migrations()
+    try:
+        yield env
+    finally:
+        reload_settings()
+        if database is not None:
+            drop_database(SHARED_POSTGRES, database)
+            redis.Redis.from_url(f"{SHARED_REDIS}/{REDIS_DB}").flushdb()
+        for key in [k for k in os.environ if k.startswith("POCHTA_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+        reload_settings()
+
+
+@pytest.fixture
+def env(backend: str, tmp_path: Path) -> Iterator[Env]:
+    """A migrated database and a broker on the test's backend, with fast-retry settings."""
+    yield from _configure(backend, tmp_path)
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> Iterator[Env]:
+    """The embedded backend alone, for tests of logic that does not depend on it."""
+    yield from _configure("sqlite", tmp_path)
+
+
+@pytest.fixture
+def relay(env: Env) -> Iterator[ScriptedRelay]:
+    """A scripted ESMTP relay that Pochta is pointed at."""
+    with ScriptedRelay() as server:
+        env["POCHTA_SMTP_HOST"] = server.host
+        env["POCHTA_SMTP_PORT"] = str(server.port)
+        yield server
+
+
+def make_key(tenant: str = "acme") -> str:
+    with db.session_scope() as session:
+        _, secret = create_key(session, tenant=tenant, name="test")
+    return secret
+
+
+@pytest.fixture
+def api(sqlite_env: Env) -> Iterator[TestClient]:
+    """The API in-process on SQLite, authenticated as tenant acme."""
+    from app.main import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {make_key()}"
+        yield client

@@ -1,0 +1,286 @@
+"""The relay session: one ESMTP connection driven with smtplib, reused across messages."""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+
+from app.config import Settings, SmtpSecurity
+from app.messages.attempts import Reply
+from app.messages.states import Stage
+
+log = logging.getLogger("pochta.smtp")
+
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+class SessionError(Exception):
+    """The session broke at a stage: with the relay's reply, or an error when it said nothing."""
+
+    def __init__(self, stage: Stage, *, reply: Reply | None = None, error: str | None = None):
+        super().__init__(str(reply) if reply else error)
+        self.stage = stage
+        self.reply = reply
+        self.error = error
+
+    @property
+    def is_permanent(self) -> bool:
+        # A relay's refusal of our own credentials is a setting to fix, never the
+        # message's fault (Postfix's soft bounce), so only non-AUTH 5xx are permanent.
+        return self.reply is not None and self.reply.is_permanent and self.stage is not Stage.auth
+
+
+class NoReplyAfterData(SessionError):
+    """The final dot went out and no reply came: the relay may have taken the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What EHLO announced that changes how Pochta sends."""
+
+    size: int | None
+    eightbitmime: bool
+    smtputf8: bool
+    rcpt_limit: int | None
+
+    @classmethod
+    def of(cls, client: smtplib.SMTP) -> Capabilities:
+        size = client.esmtp_features.get("size", "").strip()
+        return cls(
+            size=int(size) if size.isdigit() and int(size) > 0 else None,
+            eightbitmime=client.has_extn("8bitmime"),
+            smtputf8=client.has_extn("smtputf8"),
+            rcpt_limit=_rcpt_limit(client),
+        )
+
+
+def _rcpt_limit(client: smtplib.SMTP) -> int | None:
+    # RFC 9422 LIMITS RCPTMAX=n, and the older X-RCPTLIMIT n some relays announce.
+    limits = client.esmtp_features.get("limits", "")
+    match = re.search(r"RCPTMAX=(\d+)", limits, re.IGNORECASE)
+    if match is None:
+        match = re.match(r"\s*(\d+)", client.esmtp_features.get("x-rcptlimit", ""))
+    value = int(match.group(1)) if match else 0
+    return value if value > 0 else None
+
+
+def dot_stuffed(raw: bytes) -> bytes:
+    """The DATA payload: leading dots doubled and the terminating dot (RFC 5321 §4.5.2)."""
+    payload = _LEADING_DOT.sub(b"..", raw)
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    return payload + b".\r\n"
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Verifying by default; POCHTA_SMTP_CA_FILE for a private CA, or verification off."""
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    if not settings.smtp_tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RelayConnection:
+    """An open, greeted (and maybe TLS-wrapped, authenticated) session with the relay."""
+
+    def __init__(self, settings: Settings, context: ssl.SSLContext | None) -> None:
+        self.settings = settings
+        self.capabilities = Capabilities(None, False, False, None)
+        self.transactions = 0
+        # A MAIL FROM was sent since the last RSET: the next transaction needs one first.
+        self.needs_reset = False
+        self.last_used = time.monotonic()
+        self._context = context
+        self._client: smtplib.SMTP | None = None
+        self._stage = Stage.connect
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None and self._client.sock is not None
+
+    def open(self) -> None:
+        """Connect, greet, secure and authenticate as the settings say; SessionError if not."""
+        settings = self.settings
+        try:
+            self._stage = Stage.connect
+            if settings.smtp_security is SmtpSecurity.tls:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    local_hostname=settings.smtp_helo_name,
+                    timeout=settings.smtp_timeout,
+                    context=self._context,
+                )
+            else:
+                client = smtplib.SMTP(
+                    local_hostname=settings.smtp_helo_name, timeout=settings.smtp_timeout
+                )
+            self._client = client
+            self._expect(client.connect(settings.smtp_host, settings.smtp_port), 220)
+            self._greet(client)
+            if settings.smtp_security is SmtpSecurity.starttls:
+                self._stage = Stage.starttls
+                if not client.has_extn("starttls"):
+                    raise SessionError(Stage.starttls, error="the relay does not offer STARTTLS")
+                self._expect(client.starttls(context=self._context), 220)
+                self._greet(client)
+            if settings.smtp_username is not None and settings.smtp_password is not None:
+                self._stage = Stage.auth
+                client.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+        except SessionError:
+            self.close()
+            raise
+        except smtplib.SMTPResponseException as error:
+            self.close()
+            reply = Reply.parse(error.smtp_code, error.smtp_error)
+            raise SessionError(self._stage, reply=reply) from None
+        except (OSError, smtplib.SMTPException, ssl.SSLError) as error:
+            self.close()
+            raise SessionError(self._stage, error=_describe(error)) from None
+        self.capabilities = Capabilities.of(client)
+        self.last_used = time.monotonic()
+        log.info("relay connection opened", extra={"relay": settings.relay})
+
+    def _greet(self, client: smtplib.SMTP) -> None:
+        self._stage = Stage.ehlo
+        code, text = client.ehlo()
+        if code == 421 or (code != 250 and not 500 <= code < 600):
+            raise SessionError(Stage.ehlo, reply=Reply.parse(code, text))
+        if code != 250:
+            # RFC 5321 §3.2: a server that does not know EHLO gets HELO.
+            self._expect(client.helo(), 250)
+
+    def _expect(self, answer: tuple[int, bytes], code: int) -> None:
+        if answer[0] != code:
+            raise SessionError(self._stage, reply=Reply.parse(*answer))
+
+    def reset(self) -> bool:
+        """RSET before the next transaction; False if the connection is no longer usable."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            code, _ = client.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+            return False
+        if code != 250:
+            self.close()
+            return False
+        self.needs_reset = False
+        return True
+
+    def command(self, stage: Stage, verb: str, argument: str, options: list[str]) -> Reply:
+        """MAIL or RCPT; a dropped connection is a SessionError at that stage."""
+        client = self._require(stage)
+        self._stage = stage
+        try:
+            if verb == "mail":
+                self.needs_reset = True
+                code, text = client.mail(argument, options)
+            else:
+                code, text = client.rcpt(argument, options)
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise SessionError(stage, error=_describe(error)) from None
+        reply = Reply.parse(code, text)
+        self._after(reply)
+        return reply
+
+    def data(self, raw: bytes) -> Reply:
+        """DATA, the content, the final dot; the reply that settles the accepted recipients."""
+        client = self._require(Stage.data)
+        try:
+            client.putcmd("data")
+            code, text = client.getreply()
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise SessionError(Stage.data, error=_describe(error)) from None
+        if code != 354:
+            reply = Reply.parse(code, text)
+            self._after(reply)
+            return reply
+        try:
+            client.send(dot_stuffed(raw))
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise SessionError(Stage.data, error=_describe(error)) from None
+        try:
+            code, text = client.getreply()
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise NoReplyAfterData(
+                Stage.data,
+                error=f"no reply after DATA: may have been delivered ({_describe(error)})",
+            ) from None
+        reply = Reply.parse(code, text)
+        self.transactions += 1
+        self._after(reply)
+        return reply
+
+    def _after(self, reply: Reply) -> None:
+        self.last_used = time.monotonic()
+        if reply.code == 421:
+            # RFC 5321 §3.8: the relay is closing; this connection must not be reused.
+            self.close()
+
+    def _require(self, stage: Stage) -> smtplib.SMTP:
+        if self._client is None:
+            raise SessionError(stage, error="connection is closed")
+        return self._client
+
+    def close(self) -> None:
+        """QUIT politely if the relay is still there; drop the socket in any case."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if client.sock is not None:
+                client.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        finally:
+            client.close()
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, TimeoutError | smtplib.SMTPServerDisconnected) and "timed out" in text:
+        return f"timed out: {text}"
+    return f"{type(error).__name__}: {text}"
+
+
+class RelayPool:
+    """This process's connection to the relay, reopened when it dies, ages or idles out."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.connections_opened = 0
+        self._context = (
+            tls_context(settings) if settings.smtp_security is not SmtpSecurity.none else None
+        )
+        self._connection: RelayConnection | None = None
+
+    def acquire(self) -> RelayConnection:
+        """A connection ready for MAIL FROM: the current one after RSET, or a new one."""
+        current = self._connection
+        if current is not None and current.is_open:
+            idle = time.monotonic() - current.last_used
+            worn = current.transactions >= self.settings.smtp_max_messages_per_connection
+            if idle > self.settings.smtp_max_idle_seconds or worn:
+                current.close()
+            elif not current.needs_reset or current.reset():
+                return current
+        connection = RelayConnection(self.settings, self._context)
+        self._connection = connection
+        self.connections_opened += 1
+        connection.open()
+        return connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
