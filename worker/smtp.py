@@ -29,9 +29,14 @@ class SessionError(Exception):
 
     @property
     def is_permanent(self) -> bool:
-        # A relay's refusal of our own credentials is a setting to fix, never the
-        # message's fault (Postfix's soft bounce), so only non-AUTH 5xx are permanent.
-        return self.reply is not None and self.reply.is_permanent and self.stage is not Stage.auth
+        # Before MAIL FROM a refusal is about the relay or our settings (greeting, TLS,
+        # credentials), never the message: temporary, as Postfix's smtp_skip_5xx_greeting
+        # and soft bounce for AUTH. Only 5xx to the transaction itself are permanent.
+        return (
+            self.reply is not None
+            and self.reply.is_permanent
+            and self.stage in (Stage.mail, Stage.rcpt, Stage.data)
+        )
 
 
 class NoReplyAfterData(SessionError):
@@ -108,18 +113,24 @@ class RelayConnection:
         settings = self.settings
         try:
             self._stage = Stage.connect
+            # Host and port go to the constructor: smtplib keeps them as the TLS server
+            # name, and raises SMTPConnectError for a greeting other than 220.
             if settings.smtp_security is SmtpSecurity.tls:
                 client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    settings.smtp_host,
+                    settings.smtp_port,
                     local_hostname=settings.smtp_helo_name,
                     timeout=settings.smtp_timeout,
                     context=self._context,
                 )
             else:
                 client = smtplib.SMTP(
-                    local_hostname=settings.smtp_helo_name, timeout=settings.smtp_timeout
+                    settings.smtp_host,
+                    settings.smtp_port,
+                    local_hostname=settings.smtp_helo_name,
+                    timeout=settings.smtp_timeout,
                 )
             self._client = client
-            self._expect(client.connect(settings.smtp_host, settings.smtp_port), 220)
             self._greet(client)
             if settings.smtp_security is SmtpSecurity.starttls:
                 self._stage = Stage.starttls
@@ -136,9 +147,13 @@ class RelayConnection:
         except smtplib.SMTPResponseException as error:
             self.close()
             reply = Reply.parse(error.smtp_code, error.smtp_error)
+            if self._stage is Stage.auth:
+                _log_auth_problem(settings, str(reply))
             raise SessionError(self._stage, reply=reply) from None
-        except (OSError, smtplib.SMTPException, ssl.SSLError) as error:
+        except (OSError, smtplib.SMTPException) as error:
             self.close()
+            if self._stage is Stage.auth:
+                _log_auth_problem(settings, _describe(error))
             raise SessionError(self._stage, error=_describe(error)) from None
         self.capabilities = Capabilities.of(client)
         self.last_used = time.monotonic()
@@ -244,6 +259,16 @@ class RelayConnection:
             pass
         finally:
             client.close()
+
+
+def _log_auth_problem(settings: Settings, what: str) -> None:
+    # Every message waits on this until an operator fixes it, so say so loudly.
+    log.error(
+        "the relay refused Pochta's credentials: check POCHTA_SMTP_USERNAME and "
+        "POCHTA_SMTP_PASSWORD; messages stay deferred until then (%s)",
+        what,
+        extra={"relay": settings.relay, "username": settings.smtp_username},
+    )
 
 
 def _describe(error: BaseException) -> str:
