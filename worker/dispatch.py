@@ -16,14 +16,14 @@ log = logging.getLogger("pochta.dispatch")
 CHUNK = 20
 
 
-def publish(message_ids: Sequence[str]) -> bool:
-    """Queue delivery tasks for message_ids; False (logged) when the broker is unreachable."""
+def publish(message_ids: Sequence[str], chunk: int = CHUNK) -> bool:
+    """Queue delivery tasks, chunk ids each; False (logged) when the broker is unreachable."""
     celery = get_celery()
     try:
         with celery.producer_or_acquire() as producer:
-            for start in range(0, len(message_ids), CHUNK):
-                chunk = list(message_ids[start : start + CHUNK])
-                celery.send_task(DELIVER_TASK, args=[chunk], producer=producer, retry=False)
+            for start in range(0, len(message_ids), chunk):
+                ids = list(message_ids[start : start + chunk])
+                celery.send_task(DELIVER_TASK, args=[ids], producer=producer, retry=False)
     except Exception as error:  # kombu raises many kinds; all mean "not queued"
         log.error(
             "broker unreachable; the scheduler will queue these once it answers",
@@ -33,9 +33,9 @@ def publish(message_ids: Sequence[str]) -> bool:
     return True
 
 
-def publish_or_release(message_ids: Sequence[str]) -> bool:
+def publish_or_release(message_ids: Sequence[str], chunk: int = CHUNK) -> bool:
     """Publish; if the broker fails, let the scheduler pick the messages up at once."""
-    if not message_ids or publish(message_ids):
+    if not message_ids or publish(message_ids, chunk):
         return True
     try:
         with session_scope() as session:

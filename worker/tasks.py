@@ -15,6 +15,7 @@ from app.messages import repository
 from app.messages.service import settle_attempt
 from app.orm import utcnow
 from worker.delivery import deliver
+from worker.dispatch import CHUNK, publish_or_release
 from worker.retry import RetryPolicy
 from worker.smtp import RelayPool
 
@@ -81,4 +82,9 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
 
 @shared_task(name="pochta.deliver", ignore_result=True)
 def deliver_task(message_ids: list[str]) -> None:
+    # A batch rings once with all its ids; the first worker to hear it shares them out
+    # so both worker processes (and their connections) get a part.
+    if len(message_ids) > CHUNK:
+        publish_or_release(message_ids[CHUNK:])
+        message_ids = message_ids[:CHUNK]
     deliver_messages(message_ids)

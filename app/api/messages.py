@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.deps import CallerDep, JsonBody, SettingsDep, WorkDep
+from app.messages import batch as batch_service
 from app.messages import service
-from app.messages.schemas import MessageOut, SubmitMessage
-from app.messages.views import message_out
+from app.messages.schemas import BatchResults, MessageOut, SubmitBatch, SubmitMessage
+from app.messages.views import batch_item_out, message_out
 from app.orm import utcnow
 from worker.dispatch import publish_or_release
 
@@ -30,6 +31,20 @@ def submit_message(
         work.after_commit(lambda: publish_or_release([message.id]))
     response.headers["Location"] = f"/v1/messages/{message.id}"
     return message_out(message)
+
+
+@router.post("/batch", dependencies=[JsonBody])
+def submit_batch(
+    batch: SubmitBatch, work: WorkDep, caller: CallerDep, settings: SettingsDep
+) -> BatchResults:
+    """Accept up to 500 emails: each item stands alone; one commit, one doorbell."""
+    outcomes = batch_service.submit_batch(
+        work.session, caller=caller, items=batch.messages, settings=settings, now=utcnow()
+    )
+    due = [o.message.id for o in outcomes if o.message and o.message.status == "queued"]
+    if due:
+        work.after_commit(lambda: publish_or_release(due, chunk=len(due)))
+    return BatchResults(results=[batch_item_out(outcome) for outcome in outcomes])
 
 
 @router.get("/{message_id}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -13,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import BadRequest, FieldError, InvalidFields, PochtaError, Unavailable
+from app.errors import PochtaError, Unavailable, validation_problem
 
 log = logging.getLogger("pochta.api")
 
@@ -21,42 +19,12 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(error: PochtaError, headers: dict[str, str] | None = None) -> Response:
-    body: dict[str, Any] = {
-        "type": error.type,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-    }
-    if error.errors is not None:
-        body["errors"] = [{"loc": e.loc, "message": e.message} for e in error.errors]
     return Response(
-        orjson.dumps(body), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+        orjson.dumps(error.as_problem()),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
-
-
-def _loc(parts: Sequence[int | str]) -> str:
-    """('body', 'to', 1) -> 'to[1]'; ('query', 'limit') -> 'limit'."""
-    text = ""
-    for part in parts[1:] if parts and parts[0] in ("body", "query", "path", "header") else parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part:
-            text += f".{part}" if text else str(part)
-    return text or "body"
-
-
-def _message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", "is invalid"))
-    return message.removeprefix("Value error, ")
-
-
-def validation_problem(errors: Sequence[Any]) -> PochtaError:
-    """A pydantic/FastAPI error list as a 400 (unparseable JSON) or 422 naming each field."""
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return BadRequest("the body is not valid JSON")
-    fields = [FieldError(_loc(e.get("loc", ())), _message(e)) for e in errors]
-    detail = "; ".join(f"{f.loc}: {f.message}" for f in fields)
-    return InvalidFields(detail, errors=fields)
 
 
 _STATUS_TITLES = {404: "Not found", 405: "Method not allowed"}

@@ -12,14 +12,13 @@ from app.messages.models import Attempt, Message, MessageTag, Recipient
 from app.messages.states import CANCELABLE, CLAIMABLE, MessageStatus, RecipientStatus
 
 
-def add_message(session: Session, message: Message) -> None:
-    """Insert a message with its recipients and tags (flushed, not committed)."""
-    session.add(message)
-    if message.tags:
-        session.flush()
-        session.execute(
-            insert(MessageTag), [{"message_pk": message.id, "tag": t} for t in set(message.tags)]
-        )
+def add_messages(session: Session, messages: Sequence[Message]) -> None:
+    """Insert messages with their recipients and tags in one flush (not committed)."""
+    session.add_all(messages)
+    session.flush()
+    tags = [{"message_pk": m.id, "tag": t} for m in messages for t in set(m.tags)]
+    if tags:
+        session.execute(insert(MessageTag), tags)
 
 
 def get_detailed(session: Session, *, tenant: str, message_id: str) -> Message | None:

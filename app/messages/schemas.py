@@ -177,3 +177,29 @@ class MessageOut(BaseModel):
 class MessagePage(BaseModel):
     data: list[MessageOut]
     next_cursor: str | None
+
+
+MAX_BATCH = 500
+
+
+class SubmitBatch(BaseModel):
+    """Up to 500 emails; each item is checked on its own, so one bad item spoils none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        json_schema_extra={"items": {"$ref": "#/components/schemas/SubmitMessage"}},
+    )
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: int
+    message: MessageOut | None = None
+    error: dict[str, Any] | None = None
+
+
+class BatchResults(BaseModel):
+    results: list[BatchItemResult]

@@ -54,6 +54,15 @@ def submit_message(
     session: Session, *, caller: Caller, submit: SubmitMessage, settings: Settings, now: datetime
 ) -> Message:
     """Check the limits, build the bytes once and store the message with its recipients."""
+    message = prepare_message(caller=caller, submit=submit, settings=settings, now=now)
+    repository.add_messages(session, [message])
+    return message
+
+
+def prepare_message(
+    *, caller: Caller, submit: SubmitMessage, settings: Settings, now: datetime
+) -> Message:
+    """The message to store, with its recipients and bytes; nothing is written yet."""
     total = len(submit.to) + len(submit.cc) + len(submit.bcc)
     if total > settings.max_recipients:
         raise InvalidFields.at(
@@ -109,7 +118,6 @@ def submit_message(
     )
     message.recipients = _recipients(submit)
     message.attempts = []
-    repository.add_message(session, message)
     return message
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from app.messages.batch import ItemOutcome
 from app.messages.models import Message
-from app.messages.schemas import AttemptOut, MessageOut, RecipientOut
+from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
 
 
 def message_out(message: Message) -> MessageOut:
@@ -50,4 +51,15 @@ def message_out(message: Message) -> MessageOut:
             )
             for a in message.attempts
         ],
+    )
+
+
+def batch_item_out(outcome: ItemOutcome) -> BatchItemResult:
+    if outcome.message is not None:
+        return BatchItemResult(
+            index=outcome.index, status=202, message=message_out(outcome.message)
+        )
+    assert outcome.error is not None
+    return BatchItemResult(
+        index=outcome.index, status=outcome.error.status, error=outcome.error.as_problem()
     )

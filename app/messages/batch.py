@@ -1,0 +1,51 @@
+"""Accepting many emails in one request: one transaction for every item that is valid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import PochtaError, validation_problem
+from app.keys.service import Caller
+from app.messages import repository
+from app.messages.models import Message
+from app.messages.schemas import SubmitMessage
+from app.messages.service import prepare_message
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """One item's fate: the stored message, or the problem that refused it."""
+
+    index: int
+    message: Message | None = None
+    error: PochtaError | None = None
+
+
+def submit_batch(
+    session: Session,
+    *,
+    caller: Caller,
+    items: list[dict[str, Any]],
+    settings: Settings,
+    now: datetime,
+) -> list[ItemOutcome]:
+    """Validate and build each item alone; store the valid ones in one flush."""
+    outcomes: list[ItemOutcome] = []
+    for index, item in enumerate(items):
+        try:
+            submit = SubmitMessage.model_validate(item)
+            message = prepare_message(caller=caller, submit=submit, settings=settings, now=now)
+        except ValidationError as error:
+            outcomes.append(ItemOutcome(index, error=validation_problem(error.errors())))
+        except PochtaError as error:
+            outcomes.append(ItemOutcome(index, error=error))
+        else:
+            outcomes.append(ItemOutcome(index, message=message))
+    repository.add_messages(session, [o.message for o in outcomes if o.message is not None])
+    return outcomes
