@@ -104,3 +104,22 @@ def test_permanent_failure_through_the_processes(stack: Stack, relay: ScriptedRe
     assert final["status"] == "failed"
     assert final["recipients"][0]["smtp_reply"] == "No such user here"
     assert final["attempt_count"] == 1
+
+
+def test_fifty_messages_through_two_worker_processes_use_a_handful_of_connections(
+    env: Env, relay: ScriptedRelay, tmp_path: Path
+) -> None:
+    with Stack(env.for_subprocess(), tmp_path, concurrency=2) as stack:
+        stack.start()
+        with stack.client(make_key()) as client:
+            ids = [
+                client.post(
+                    "/v1/messages",
+                    json={"from": "a@example.org", "to": [f"r{i}@example.org"], "text": "x"},
+                ).json()["id"]
+                for i in range(50)
+            ]
+            for message_id in ids:
+                stack.wait_for_status(client, message_id, {"sent"})
+    assert len(relay.messages) == 50
+    assert relay.connections <= 4, "one connection per worker process, not one per message"
