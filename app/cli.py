@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from app.config import Settings, load_settings_or_exit
+from app.config import LogFormat, Settings, load_settings_or_exit
 from app.logs import configure_logging
+from app.send import add_arguments as add_send_arguments
 
 
 def _stop_on_signals() -> threading.Event:
@@ -55,6 +56,10 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> None:
 def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    from app.metrics import use_private_multiprocess_dir
+
+    # Before uvicorn starts its --workers: they inherit it, /metrics adds them up.
+    use_private_multiprocess_dir("api")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -67,9 +72,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+    from app.metrics import use_private_multiprocess_dir
     from worker.celery_app import QUEUE, get_celery
 
-    argv = ["worker", "-Q", QUEUE, "--loglevel", settings.log_level.upper()]
+    # Before the pool forks: its processes count there, this one serves the sum.
+    use_private_multiprocess_dir("worker")
+    from worker.metrics import serve
+
+    serve(settings)
+    # JSON logs are one object a line: no banner (--quiet) among them.
+    quiet = ["--quiet"] if settings.log_format is LogFormat.json else []
+    argv = [*quiet, "worker", "-Q", QUEUE, "--loglevel", settings.log_level.upper()]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     argv += ["--concurrency", str(args.concurrency or os.cpu_count() or 1)]
     get_celery().worker_main(argv)
@@ -114,6 +127,12 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> None:
     except NotFound as error:
         raise SystemExit(f"pochta: {error}") from None
     print(f"revoked {args.id}")
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> None:
+    from app.send import run
+
+    raise SystemExit(run(args))
 
 
 def cmd_sink(args: argparse.Namespace, settings: Settings) -> None:
@@ -225,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=2525)
     sink.add_argument("--dir", default="var/sink")
+    send = add("send", cmd_send, "send one email through the HTTP API; --wait for the outcome")
+    add_send_arguments(send)
     dev = add("dev", cmd_dev, "run sink, API, worker and scheduler on the embedded defaults")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--sink-port", type=int, default=2525)

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     sending_lease_seconds: PositiveSeconds = 300.0
     # A message handed to the broker but not claimed within this is handed over again.
     dispatch_lease_seconds: PositiveSeconds = 120.0
+    # How long an Idempotency-Key's answer is kept for replay, per API key.
+    idempotency_ttl_seconds: PositiveSeconds = 24 * 3600.0
 
     max_request_bytes: int = Field(default=15 * MiB, ge=1024)
     max_message_bytes: int = Field(default=10 * MiB, ge=1024)
@@ -77,6 +79,10 @@ class Settings(BaseSettings):
 
     log_format: LogFormat = LogFormat.text
     log_level: str = "INFO"
+
+    # `pochta worker` serves its own Prometheus metrics here (0: not at all); see README.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -13,6 +13,8 @@ from app.config import LogFormat, Settings
 
 # Attributes every LogRecord has; anything else came from `extra=` and is a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# uvicorn repeats its message with ANSI colours in an extra; the plain one is enough.
+_STANDARD.add("color_message")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -52,5 +54,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # Python's warnings (a library's DeprecationWarning, Celery's) as records, not raw text.
+    logging.captureWarnings(True)
     # uvicorn's access log would repeat every request with no message id: ours is enough.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

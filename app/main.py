@@ -7,7 +7,7 @@ import contextlib
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import health, messages, problems
+from app.api import health, idempotency, messages, metrics, openapi, problems
 from app.config import get_settings
 from app.errors import PayloadTooLarge
 
@@ -64,7 +64,10 @@ def create_app() -> FastAPI:
         summary="Send email over HTTP; ask what the relay said to every recipient.",
     )
     problems.install(app)
+    idempotency.install(app)
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(metrics.router)
+    openapi.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     return app

@@ -85,7 +85,7 @@ def test_a_password_in_clear_to_a_remote_relay_is_refused(sqlite_env: Env) -> No
 
 
 def test_help_for_every_command(sqlite_env: Env) -> None:
-    for command in ("api", "worker", "scheduler", "migrate", "sink", "dev", "keys"):
+    for command in ("api", "worker", "scheduler", "migrate", "sink", "dev", "keys", "send"):
         result = pochta(sqlite_env, command, "--help")
         assert result.returncode == 0
         assert "usage: pochta" in result.stdout

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
 from kombu.transport import sqlalchemy
+from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings, get_settings
 
@@ -13,7 +15,18 @@ QUEUE = "pochta"
 DELIVER_TASK = "pochta.deliver"
 
 
-class EmbeddedTransport(sqlalchemy.Transport):  # type: ignore[misc]
+class _EmbeddedChannel(sqlalchemy.Channel):
+    def _get_or_create(self, queue: str) -> Any:
+        try:
+            return super()._get_or_create(queue)  # type: ignore[no-untyped-call]
+        except IntegrityError:
+            # The API's first publish and a starting worker both created the queue row;
+            # the other one won, so read it back instead of dying.
+            self.session.rollback()
+            return super()._get_or_create(queue)  # type: ignore[no-untyped-call]
+
+
+class EmbeddedTransport(sqlalchemy.Transport):
     """kombu's SQL transport, polled every 0.1 s instead of every second.
 
     With a one-second poll each worker process takes about one task a second, which
@@ -21,7 +34,24 @@ class EmbeddedTransport(sqlalchemy.Transport):  # type: ignore[misc]
     nothing for SQLite.
     """
 
+    Channel = _EmbeddedChannel
     polling_interval = 0.1
+
+
+def _transport_options(is_sqla: bool) -> dict[str, Any]:
+    # One immediate reconnect when a publisher finds its pooled connection broken, then
+    # give up; a worker's consumer reconnects by broker_connection_max_retries instead.
+    publish = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    if is_sqla:
+        return {**publish, "connect_args": {"timeout": 30}}
+    # Redis re-delivers an unacknowledged task after visibility_timeout; that second
+    # run is a no-op, and a dead worker's messages come back by their lease instead.
+    return {
+        **publish,
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 2,
+    }
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -40,6 +70,7 @@ def create_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,
         result_backend=None,
+        # Each choice below is explained in docs/guarantees.md ("The broker settings").
         # A task is acknowledged after it ran, so a worker that dies mid-task leaves it
         # on the broker; the claim in the database makes the second run a no-op.
         task_acks_late=True,
@@ -48,15 +79,20 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=False,
         # One task at a time per process: a stopped worker strands nothing it reserved.
         worker_prefetch_multiplier=1,
+        # A broker that went away must not cancel an SMTP transaction under way: its
+        # outcome goes to the database, and the unacknowledged doorbell is a no-op later.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        # A worker waits for the broker however long it is away (Celery gives up after
+        # 100 tries by default, and a worker that exits needs someone to restart it).
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=3,
-        broker_transport_options=(
-            {"connect_args": {"timeout": 30}}
-            if is_sqla
-            else {"visibility_timeout": 3600, "socket_connect_timeout": 3, "socket_timeout": 10}
-        ),
+        broker_connection_max_retries=None,
+        broker_connection_timeout=2,
+        # Publishing fails fast: the message is stored and the scheduler rings again, so
+        # a dead broker must not hold a POST (kombu's default is retrying for seconds).
+        task_publish_retry=False,
+        broker_transport_options=_transport_options(is_sqla),
     )
     return app
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from app.config import get_settings
 from app.db import session_scope
+from app.idempotency import service as idempotency
 from app.messages import repository
 from app.orm import utcnow
 from worker.dispatch import publish_or_release
@@ -15,6 +17,8 @@ from worker.dispatch import publish_or_release
 log = logging.getLogger("pochta.scheduler")
 
 BATCH = 500
+# Expired Idempotency-Key records are ignored anyway; deleting them is housekeeping.
+PURGE_INTERVAL = 60.0
 
 
 def dispatch_due() -> int:
@@ -39,15 +43,29 @@ def dispatch_due() -> int:
             return total
 
 
+def purge_idempotency_records() -> int:
+    """Delete the Idempotency-Key records older than POCHTA_IDEMPOTENCY_TTL_SECONDS."""
+    ttl = timedelta(seconds=get_settings().idempotency_ttl_seconds)
+    with session_scope() as session:
+        purged = idempotency.purge_expired(session, now=utcnow(), ttl=ttl)
+    if purged:
+        log.info("purged %d expired idempotency records", purged, extra={"count": purged})
+    return purged
+
+
 def run(stop: threading.Event) -> None:
     """Dispatch every POCHTA_SCHEDULER_INTERVAL_SECONDS until stop is set."""
     interval = get_settings().scheduler_interval_seconds
     log.info("scheduler started", extra={"interval": interval})
+    next_purge = 0.0
     while not stop.is_set():
         try:
             count = dispatch_due()
             if count:
                 log.info("queued %d due messages", count, extra={"count": count})
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_INTERVAL
+                purge_idempotency_records()
         except Exception:
             # The database may be restarting: keep going, the next tick tries again.
             log.exception("scheduler tick failed")

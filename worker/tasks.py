@@ -12,24 +12,24 @@ from celery.signals import worker_process_shutdown
 from app.config import get_settings
 from app.db import session_scope
 from app.messages import repository
-from app.messages.service import settle_attempt
 from app.orm import utcnow
 from worker.delivery import deliver
 from worker.dispatch import CHUNK, publish_or_release
+from worker.lease import Hold
+from worker.metrics import ObservedRelayPool, record_attempt
 from worker.retry import RetryPolicy
-from worker.smtp import RelayPool
 
 log = logging.getLogger("pochta.worker")
 
-_pool: RelayPool | None = None
+_pool: ObservedRelayPool | None = None
 _pool_pid: int | None = None
 
 
-def relay_pool() -> RelayPool:
+def relay_pool() -> ObservedRelayPool:
     """This process's relay connection pool, made after fork so no socket is shared."""
     global _pool, _pool_pid
     if _pool is None or _pool_pid != os.getpid():
-        _pool = RelayPool(get_settings())
+        _pool = ObservedRelayPool(get_settings())
         _pool_pid = os.getpid()
     return _pool
 
@@ -44,12 +44,10 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
     """Claim, deliver and record each message; the ids this call actually claimed."""
     settings = get_settings()
     now = utcnow()
+    lease_until = now + timedelta(seconds=settings.sending_lease_seconds)
     with session_scope() as session:
         claimed = repository.claim(
-            session,
-            message_ids=message_ids,
-            now=now,
-            lease_until=now + timedelta(seconds=settings.sending_lease_seconds),
+            session, message_ids=message_ids, now=now, lease_until=lease_until
         )
     if not claimed:
         return []
@@ -57,11 +55,18 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
         messages = repository.load_for_delivery(session, message_ids=claimed)
     pool = relay_pool()
     retry = RetryPolicy(settings)
+    hold = Hold(claimed, lease_until, settings)
     for message in messages:
+        # Not when the worker is stopping (the rest is handed back), nor once taken from us.
+        if not hold.begin(message.id):
+            continue
         result = deliver(pool, message, utcnow)
+        pool.observe()
         # One commit per message: a crash after this loses no recorded outcome.
-        with session_scope() as session:
-            status = settle_attempt(session, message=message, result=result, retry=retry)
+        status = hold.settle(message, result, retry)
+        if status is None:
+            continue
+        record_attempt(message, result, status)
         log.info(
             "attempt %d: %s",
             message.attempt_count + 1,
@@ -77,6 +82,7 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
                 "error": result.error,
             },
         )
+    hold.release()
     return claimed
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import new_session
-from app.errors import Unauthorized, UnsupportedMediaType
+from app.errors import NotFound, Unauthorized, UnsupportedMediaType
 from app.keys.service import Caller, authenticate
 
 
@@ -64,4 +65,26 @@ def json_body(request: Request) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkDep = Annotated[UnitOfWork, Depends(unit_of_work, scope="function")]
 CallerDep = Annotated[Caller, Depends(current_caller)]
+
+# Printable ASCII: what every id Pochta hands out is; anything else cannot name a message.
+_MESSAGE_ID = re.compile(r"[!-~]{1,64}")
+
+
+def message_id_param(
+    message_id: Annotated[
+        str,
+        Path(
+            description="The message's id, as POST /v1/messages returned it.",
+            examples=["msg_01jdq3z8x0d4v6m2k7r9t5w1ya"],
+        ),
+    ],
+    _caller: CallerDep,
+) -> str:
+    """The id in the path (after auth); 404 without a query for what cannot be an id."""
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise NotFound("no message with that id")
+    return message_id
+
+
+MessageIdDep = Annotated[str, Depends(message_id_param)]
 JsonBody = Depends(json_body)

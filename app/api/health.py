@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import text
 
+from app.api.openapi import example, problems
 from app.api.problems import problem_response
 from app.db import get_engine
 from app.errors import Unavailable
@@ -16,7 +17,7 @@ from worker.celery_app import get_celery
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=example(200, {"status": "ok"}))
 def healthz() -> dict[str, str]:
     """The process answers; checks nothing else."""
     return {"status": "ok"}
@@ -34,13 +35,18 @@ def _database_ok() -> bool:
 def _broker_ok() -> bool:
     try:
         with get_celery().connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
+            # One immediate retry: a probe must answer well within its own timeout.
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
     except Exception:
         return False
     return True
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={**example(200, {"status": "ready"}), **problems(503)},
+)
 def readyz() -> dict[str, Any] | Response:
     """The database and the broker both answer."""
     down = [name for name, ok in (("database", _database_ok()), ("broker", _broker_ok())) if not ok]

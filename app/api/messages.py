@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from app.api.deps import CallerDep, JsonBody, SettingsDep, WorkDep
+from fastapi import APIRouter, Query, Response
+
+from app.api.deps import CallerDep, JsonBody, MessageIdDep, SettingsDep, WorkDep
+from app.api.idempotency import IdempotencyDep
+from app.api.metrics import count_accepted
+from app.api.openapi import LOCATION, problems
 from app.messages import batch as batch_service
-from app.messages import service
-from app.messages.schemas import BatchResults, MessageOut, SubmitBatch, SubmitMessage
+from app.messages import listing, service
+from app.messages.schemas import (
+    BatchResults,
+    ListQuery,
+    MessageOut,
+    MessagePage,
+    SubmitBatch,
+    SubmitMessage,
+)
 from app.messages.views import batch_item_out, message_out
 from app.orm import utcnow
 from worker.dispatch import publish_or_release
@@ -15,13 +27,19 @@ from worker.dispatch import publish_or_release
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
 
-@router.post("", status_code=202, dependencies=[JsonBody])
+@router.post(
+    "",
+    status_code=202,
+    dependencies=[JsonBody],
+    responses={202: {"headers": LOCATION}, **problems(400, 401, 409, 413, 415, 422, 503)},
+)
 def submit_message(
     submit: SubmitMessage,
     response: Response,
     work: WorkDep,
     caller: CallerDep,
     settings: SettingsDep,
+    idempotency: IdempotencyDep,
 ) -> MessageOut:
     """Accept one email: stored before the answer, queued right after the commit."""
     message = service.submit_message(
@@ -29,39 +47,74 @@ def submit_message(
     )
     if message.status == "queued":
         work.after_commit(lambda: publish_or_release([message.id]))
-    response.headers["Location"] = f"/v1/messages/{message.id}"
-    return message_out(message)
+    work.after_commit(count_accepted)
+    location = f"/v1/messages/{message.id}"
+    response.headers["Location"] = location
+    return idempotency.keep(message_out(message), status=202, location=location)
 
 
-@router.post("/batch", dependencies=[JsonBody])
+@router.post(
+    "/batch", dependencies=[JsonBody], responses=problems(400, 401, 409, 413, 415, 422, 503)
+)
 def submit_batch(
-    batch: SubmitBatch, work: WorkDep, caller: CallerDep, settings: SettingsDep
+    batch: SubmitBatch,
+    work: WorkDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    idempotency: IdempotencyDep,
 ) -> BatchResults:
     """Accept up to 500 emails: each item stands alone; one commit, one doorbell."""
     outcomes = batch_service.submit_batch(
         work.session, caller=caller, items=batch.messages, settings=settings, now=utcnow()
     )
     due = [o.message.id for o in outcomes if o.message and o.message.status == "queued"]
+    accepted = sum(1 for o in outcomes if o.message)
+    work.after_commit(lambda: count_accepted(accepted))
     if due:
         work.after_commit(lambda: publish_or_release(due, chunk=len(due)))
-    return BatchResults(results=[batch_item_out(outcome) for outcome in outcomes])
+    results = BatchResults(results=[batch_item_out(outcome) for outcome in outcomes])
+    return idempotency.keep(results, status=200)
 
 
-@router.get("/{message_id}")
-def get_message(message_id: str, work: WorkDep, caller: CallerDep) -> MessageOut:
+@router.get("", responses=problems(401, 422, 503))
+def list_messages(
+    query: Annotated[ListQuery, Query()], work: WorkDep, caller: CallerDep
+) -> MessagePage:
+    """The tenant's messages, newest first; `next_cursor` (with the same filters) pages on."""
+    page = listing.list_messages(work.session, caller=caller, query=query)
+    return MessagePage(data=[message_out(m) for m in page.messages], next_cursor=page.next_cursor)
+
+
+@router.get("/{message_id}", responses=problems(401, 404, 503))
+def get_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> MessageOut:
     """The message, each recipient's status and every attempt with the relay's reply."""
     return message_out(service.get_message(work.session, caller=caller, message_id=message_id))
 
 
-@router.get("/{message_id}/raw", response_class=Response)
-def get_raw(message_id: str, work: WorkDep, caller: CallerDep) -> Response:
+@router.get(
+    "/{message_id}/raw",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "message/rfc822": {
+                    "schema": {"type": "string"},
+                    "example": "From: =?utf-8?b?0JLQsNGB0Y8=?= <vasiapupkin@ya.ru>\r\n"
+                    "To: billy@example.org\r\nSubject: Hello Billy\r\n...\r\n\r\nplain body\r\n",
+                }
+            }
+        },
+        **problems(401, 404, 503),
+    },
+)
+def get_raw(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> Response:
     """The exact RFC 5322 bytes that are (or were) sent."""
     raw = service.get_raw(work.session, caller=caller, message_id=message_id)
     return Response(raw, media_type="message/rfc822")
 
 
-@router.post("/{message_id}/cancel")
-def cancel_message(message_id: str, work: WorkDep, caller: CallerDep) -> MessageOut:
+@router.post("/{message_id}/cancel", responses=problems(401, 404, 409, 503))
+def cancel_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> MessageOut:
     """Stop a scheduled, queued or deferred message; 409 once it is sending or finished."""
     message = service.cancel_message(
         work.session, caller=caller, message_id=message_id, now=utcnow()

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import PochtaError, Unavailable, validation_problem
+from app.errors import BadRequest, PochtaError, Unavailable, validation_problem
 
 log = logging.getLogger("pochta.api")
 
@@ -30,6 +30,30 @@ def problem_response(error: PochtaError, headers: dict[str, str] | None = None) 
 _STATUS_TITLES = {404: "Not found", 405: "Method not allowed"}
 
 
+def _path_matches(template: str, path: str) -> bool:
+    """'/v1/messages/{message_id}' matches '/v1/messages/msg_1', segment by segment."""
+    want, have = template.strip("/").split("/"), path.strip("/").split("/")
+    return len(want) == len(have) and all(
+        w == h or (w.startswith("{") and bool(h)) for w, h in zip(want, have, strict=True)
+    )
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method documented at this path (Starlette names only its first route's)."""
+    paths: dict[str, dict[str, object]] = request.app.openapi().get("paths", {})
+    path = request.url.path.rstrip("/") or "/"
+    # As in OpenAPI, a concrete path wins over a template (/batch is not a message id).
+    matching = (
+        [paths[path]]
+        if path in paths
+        else [operations for template, operations in paths.items() if _path_matches(template, path)]
+    )
+    methods = {method.upper() for operations in matching for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever GET is
+    return ", ".join(sorted(methods)) or None
+
+
 def install(app: FastAPI) -> None:
     """Route every error through problem_response: never HTML, never a traceback."""
 
@@ -43,11 +67,18 @@ def install(app: FastAPI) -> None:
         return problem_response(validation_problem(error.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> Response:
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
         problem = PochtaError(str(error.detail))
         problem.status = error.status_code
         problem.title = _STATUS_TITLES.get(error.status_code, "Error")
-        return problem_response(problem, headers=dict(error.headers or {}))
+        if error.status_code == 400:
+            # FastAPI's "error parsing the body" (JSON nested too deep, a number too long).
+            problem = BadRequest("the body is not JSON that can be read")
+        headers = dict(error.headers or {})
+        allowed = _allowed_methods(request) if error.status_code == 405 else None
+        if allowed:
+            headers["Allow"] = allowed
+        return problem_response(problem, headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

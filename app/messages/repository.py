@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from app.messages.models import Attempt, Message, MessageTag, Recipient
@@ -114,6 +114,60 @@ def release_dispatch(session: Session, *, message_ids: Sequence[str]) -> None:
     )
 
 
+# A task's hold on the messages it claimed (worker/lease.py). The lease's expiry time is
+# the hold's token: a message re-claimed after its lease ran out has another one.
+
+
+def renew_lease(
+    session: Session, *, message_id: str, held_until: datetime, lease_until: datetime
+) -> bool:
+    """Extend a lease the caller still holds; False if the message was taken from it."""
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status == MessageStatus.sending,
+            Message.lease_expires_at == held_until,
+        )
+        .values(lease_expires_at=lease_until)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def lock_held(session: Session, *, message_id: str, held_until: datetime) -> bool:
+    """Whether the caller still holds the message; locks its row until the commit."""
+    held = session.scalar(
+        select(Message.id)
+        .where(
+            Message.id == message_id,
+            Message.status == MessageStatus.sending,
+            Message.lease_expires_at == held_until,
+        )
+        .with_for_update()
+    )
+    return held is not None
+
+
+def hand_back(
+    session: Session, *, message_ids: Sequence[str], held_until: datetime, now: datetime
+) -> int:
+    """Return held, unstarted messages to the queue, due at once; how many were returned."""
+    returned = 0
+    for first_try, status in ((True, MessageStatus.queued), (False, MessageStatus.deferred)):
+        result = session.execute(
+            update(Message)
+            .where(
+                Message.id.in_(message_ids),
+                Message.status == MessageStatus.sending,
+                Message.lease_expires_at == held_until,
+                (Message.attempt_count == 0) if first_try else (Message.attempt_count > 0),
+            )
+            .values(status=status, lease_expires_at=None, dispatched_until=None, updated_at=now)
+        )
+        returned += result.rowcount  # type: ignore[attr-defined]
+    return returned
+
+
 def load_for_delivery(session: Session, *, message_ids: Sequence[str]) -> list[Message]:
     """The claimed messages with their bytes and recipients, in two queries."""
     return list(
@@ -128,3 +182,58 @@ def load_for_delivery(session: Session, *, message_ids: Sequence[str]) -> list[M
 
 def add_attempt(session: Session, attempt: Attempt) -> None:
     session.add(attempt)
+
+
+# Listing and counting (GET /v1/messages, /metrics).
+
+
+def list_page(
+    session: Session,
+    *,
+    tenant: str,
+    status: MessageStatus | None,
+    tag: str | None,
+    recipient_any_of: Sequence[str] | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Message]:
+    """Up to limit of a tenant's messages, newest first, older than `before` (created_at, id).
+
+    Walks ix_messages_tenant_created backwards; tag and recipient are semi-joins on
+    ix_message_tags_tag and ix_recipients_email. Recipients and attempts come in one
+    query each for the whole page.
+    """
+    query = select(Message).where(Message.tenant == tenant)
+    if status is not None:
+        query = query.where(Message.status == status)
+    if tag is not None:
+        query = query.where(
+            Message.id.in_(select(MessageTag.message_pk).where(MessageTag.tag == tag))
+        )
+    if recipient_any_of:
+        query = query.where(
+            Message.id.in_(
+                select(Recipient.message_pk).where(Recipient.email.in_(recipient_any_of))
+            )
+        )
+    if created_after is not None:
+        query = query.where(Message.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Message.created_at < created_before)
+    if before is not None:
+        # A plain tuple on the right binds through the columns' own types (UTCDateTime).
+        query = query.where(tuple_(Message.created_at, Message.id) < before)
+    query = (
+        query.order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(limit)
+        .options(selectinload(Message.recipients), selectinload(Message.attempts))
+    )
+    return list(session.scalars(query))
+
+
+def count_by_status(session: Session) -> dict[MessageStatus, int]:
+    """How many messages are in each status, over every tenant."""
+    rows = session.execute(select(Message.status, func.count()).group_by(Message.status))
+    return {status: int(count) for status, count in rows}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -36,29 +37,70 @@ _RESERVED_HEADERS = {
 }
 
 
-def _mailbox(value: str) -> str:
-    return str(parse_mailbox(value))
+# Other controls, and what str.splitlines() also takes for a line end (VT, FF, FS-RS, NEL,
+# U+2028, U+2029): none belongs in a header line. Tab is folding whitespace and allowed.
+_NOT_IN_A_LINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _encodable(value: str) -> str:
+    """No NUL (RFC 5322 has none; PostgreSQL text cannot hold one), no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (it has a lone surrogate)") from None
+    return value
 
 
 def _no_line_breaks(value: str) -> str:
     if "\r" in value or "\n" in value:
         raise ValueError("must not contain CR or LF")
+    if _NOT_IN_A_LINE.search(value):
+        raise ValueError("must not contain control characters or line separators")
+    return _encodable(value)
+
+
+def _mailbox(value: str) -> str:
+    return str(parse_mailbox(_no_line_breaks(value)))
+
+
+# RFC 3339 date-time (the OpenAPI `date-time` format); pydantic alone would also take
+# numbers and numeric strings as Unix times, and dates without a time.
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?P<zone>[Zz]|[+-]\d\d:\d\d)?", re.ASCII
+)
+
+
+def _rfc3339(value: object) -> object:
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-12-01T09:00:00Z")
+    if match["zone"] is None:
+        raise ValueError("must carry a time zone, e.g. 2026-12-01T09:00:00Z")
     return value
 
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone, e.g. 2026-12-01T09:00:00Z")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
 
 
 def _format_utc(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# RFC 6838 type/subtype names (ASCII; pydantic's \w alone would take any letter).
+_MEDIA_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
+
 MailboxStr = Annotated[str, AfterValidator(_mailbox)]
 SingleLine = Annotated[str, AfterValidator(_no_line_breaks)]
-AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
+Text = Annotated[str, AfterValidator(_encodable)]
+AwareDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
 UtcTimestamp = Annotated[datetime, PlainSerializer(_format_utc, return_type=str)]
 
 
@@ -67,7 +109,7 @@ class Attachment(BaseModel):
 
     filename: SingleLine = Field(min_length=1, max_length=255)
     content_type: SingleLine = Field(
-        default="application/octet-stream", pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=255
+        default="application/octet-stream", pattern=_MEDIA_TYPE, max_length=255
     )
     content: str = Field(description="The file's bytes, base64-encoded.")
     content_id: SingleLine | None = Field(default=None, max_length=255)
@@ -96,8 +138,8 @@ class SubmitMessage(BaseModel):
     bcc: list[MailboxStr] = Field(default_factory=list)
     reply_to: list[MailboxStr] = Field(default_factory=list)
     subject: SingleLine = Field(default="", max_length=998)
-    text: str | None = None
-    html: str | None = None
+    text: Text | None = None
+    html: Text | None = None
     attachments: list[Attachment] = Field(default_factory=list)
     headers: dict[str, SingleLine] = Field(default_factory=dict)
     envelope_from: MailboxStr | None = None
@@ -105,7 +147,7 @@ class SubmitMessage(BaseModel):
     tags: list[Annotated[SingleLine, Field(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=20
     )
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+    metadata: dict[Text, Text] = Field(default_factory=dict, max_length=50)
 
     @field_validator("headers")
     @classmethod
@@ -175,8 +217,50 @@ class MessageOut(BaseModel):
 
 
 class MessagePage(BaseModel):
+    """One page of GET /v1/messages; next_cursor is null on the last page."""
+
     data: list[MessageOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="Pass as `cursor`, with the same filters, for the next page; null at the end."
+    )
+
+
+class ListQuery(BaseModel):
+    """The query of GET /v1/messages: filters (all optional), page size and cursor."""
+
+    # A misspelt filter is a 422, not a listing of everything.
+    model_config = ConfigDict(extra="forbid")
+
+    status: MessageStatus | None = None
+    tag: Annotated[SingleLine, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, examples=["welcome"]
+    )
+    recipient: str | None = Field(
+        default=None,
+        max_length=320,
+        description="Messages with this recipient (to, cc or bcc); `addr` or `Name <addr>`.",
+        examples=["billy@example.org"],
+    )
+    created_after: AwareDatetime | None = Field(
+        default=None,
+        description="Created at or after this instant (RFC 3339, with a zone).",
+        examples=["2026-11-27T00:00:00Z"],
+    )
+    created_before: AwareDatetime | None = Field(
+        default=None,
+        description="Created before this instant (RFC 3339, with a zone).",
+        examples=["2026-11-28T00:00:00Z"],
+    )
+    limit: int = Field(default=20, ge=1, le=100, description="Page size, at most 100.")
+    cursor: str | None = Field(
+        default=None, max_length=200, description="The `next_cursor` of the previous page."
+    )
+
+    @field_validator("recipient")
+    @classmethod
+    def _address_only(cls, value: str | None) -> str | None:
+        # Matched as stored: the address part, normalised as at submit.
+        return None if value is None else parse_mailbox(value).email
 
 
 MAX_BATCH = 500
@@ -190,7 +274,14 @@ class SubmitBatch(BaseModel):
     messages: list[dict[str, Any]] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        json_schema_extra={"items": {"$ref": "#/components/schemas/SubmitMessage"}},
+        # Any object is taken here; each is then checked as a SubmitMessage on its own and a
+        # bad one gets its own 4xx result, so the schema says both.
+        json_schema_extra={
+            "items": {
+                "anyOf": [{"$ref": "#/components/schemas/SubmitMessage"}, {"type": "object"}],
+                "description": "A SubmitMessage; an invalid one gets its own 422 result.",
+            }
+        },
     )
 
 

@@ -1,0 +1,1 @@
+"""Idempotency-Key (SPEC §2): one request per key and API key; its answer replayed."""

@@ -1,0 +1,226 @@
+"""An operator's view of the running processes: `pochta send`, both /metrics, the logs.
+
+One stack (api, a worker with two pool processes, scheduler) on SQLite for the module,
+with JSON logs and a relay that wants AUTH, so that there is a password to leak.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Env, _configure, make_key
+from tests.support.prometheus import Samples, parse, value
+from tests.support.relay import ScriptedRelay
+from tests.support.services import free_port, wait_for_port
+from tests.support.stack import Stack
+
+RELAY_USER = "pochta-relay-user"
+RELAY_PASSWORD = "relay-Pa55-never-logged"
+BODY = "the-body-text-never-logged"
+
+
+@pytest.fixture(scope="module")
+def ops_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    yield from _configure("sqlite", Path(tmp_path_factory.mktemp("ops")))
+
+
+@pytest.fixture(scope="module")
+def relay(ops_env: Env) -> Iterator[ScriptedRelay]:
+    with ScriptedRelay(auth={RELAY_USER: RELAY_PASSWORD}) as server:
+        ops_env["POCHTA_SMTP_HOST"] = server.host
+        ops_env["POCHTA_SMTP_PORT"] = str(server.port)
+        ops_env["POCHTA_SMTP_USERNAME"] = RELAY_USER
+        ops_env["POCHTA_SMTP_PASSWORD"] = RELAY_PASSWORD
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(
+    ops_env: Env, relay: ScriptedRelay, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    ops_env["POCHTA_LOG_FORMAT"] = "json"
+    ops_env["POCHTA_WORKER_METRICS_PORT"] = str(free_port())
+    with Stack(
+        ops_env.for_subprocess(), Path(tmp_path_factory.mktemp("logs")), concurrency=2
+    ) as running:
+        running.start()
+        wait_for_port("127.0.0.1", int(ops_env.values["POCHTA_WORKER_METRICS_PORT"]), 30)
+        # The embedded broker's tables are made by whoever comes first; let that be the
+        # worker (a race with the API's first publish can stop it: see the report).
+        deadline = time.monotonic() + 30
+        while "ready." not in (running.logdir / "worker.log").read_text():
+            assert time.monotonic() < deadline, running.logs()
+            time.sleep(0.05)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def key(stack: Stack) -> str:
+    return make_key()
+
+
+def pochta_send(
+    stack: Stack, *args: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in stack.env.items() if k != "POCHTA_API_KEY"}
+    if key is not None:
+        env["POCHTA_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "send", "--api", stack.url, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_pochta_send_prints_the_id_and_with_wait_each_recipients_reply(
+    stack: Stack, relay: ScriptedRelay, key: str
+) -> None:
+    relay.script_rcpt("nobody@example.org", "550 5.1.1 No such user here")
+    mixed = pochta_send(
+        stack,
+        *("--from", "Вася <vasia@example.org>", "--to", "billy@example.org"),
+        *("--to", "nobody@example.org", "--subject", "Hi", "--text", "hello", "--wait"),
+        key=key,
+    )
+    assert mixed.returncode == 1, mixed.stderr
+    lines = mixed.stdout.splitlines()
+    assert lines[0].startswith("msg_")
+    assert lines[1:] == [
+        "partially_sent",
+        "billy@example.org\tsent\t250\t2.0.0\tMessage accepted",
+        "nobody@example.org\tfailed\t550\t5.1.1\tNo such user here",
+    ]
+
+    sent = pochta_send(
+        stack,
+        *("--from", "a@example.org", "--to", "b@example.org", "--html", "<p>hi</p>"),
+        *("--key", key, "--wait"),
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.splitlines()[1] == "sent"
+
+    queued = pochta_send(
+        stack, "--from", "a@example.org", "--to", "b@example.org", "--text", "x", key=key
+    )
+    assert queued.returncode == 0
+    assert queued.stdout.strip().startswith("msg_"), "without --wait: the id alone"
+
+    refused = pochta_send(stack, "--from", "a@example.org", "--to", "nope", "--text", "x", key=key)
+    assert refused.returncode == 1
+    assert "422" in refused.stderr
+    assert "to[0]" in refused.stderr
+
+    unauthorized = pochta_send(stack, "--from", "a@example.org", "--to", "b@example.org", key="x")
+    assert unauthorized.returncode == 1
+    assert "401" in unauthorized.stderr
+    no_key = pochta_send(stack, "--from", "a@example.org", "--to", "b@example.org")
+    assert no_key.returncode == 2
+    assert "POCHTA_API_KEY" in no_key.stderr
+
+
+def scrape(url: str) -> Samples:
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    return parse(response.text)
+
+
+def send_and_wait(stack: Stack, key: str, **fields: Any) -> dict[str, Any]:
+    body = {"from": "a@example.org", "to": ["ok@example.org"], "text": BODY, **fields}
+    with stack.client(key) as client:
+        response = client.post("/v1/messages", json=body)
+        assert response.status_code == 202, response.text
+        final = {"sent", "partially_sent", "failed"}
+        return stack.wait_for_status(client, response.json()["id"], final)
+
+
+def test_metrics_of_the_api_and_of_the_worker_processes_follow_a_delivery(
+    stack: Stack, key: str
+) -> None:
+    api_url = f"{stack.url}/metrics"
+    worker_url = f"http://127.0.0.1:{stack.env['POCHTA_WORKER_METRICS_PORT']}/metrics"
+    api_before, worker_before = scrape(api_url), scrape(worker_url)
+    assert send_and_wait(stack, key)["status"] == "sent"
+    # The worker counts after it has recorded the attempt, which GET may see first.
+    deadline = time.monotonic() + 10
+    while True:
+        api_after, worker_after = scrape(api_url), scrape(worker_url)
+        attempts = ("pochta_attempts_total", {"outcome": "sent", "reply_class": "2xx"})
+        done = value(worker_after, attempts[0], **attempts[1]) > value(
+            worker_before, attempts[0], **attempts[1]
+        )
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+    def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta(api_after, api_before, "pochta_messages_accepted_total") == 1
+    assert delta(api_after, api_before, "pochta_messages", status="sent") == 1
+    assert delta(worker_after, worker_before, attempts[0], **attempts[1]) == 1
+    latency = "pochta_delivery_latency_seconds_count"
+    assert delta(worker_after, worker_before, latency, status="sent") == 1
+    assert value(worker_after, "pochta_relay_connections_total", event="opened") >= 1
+    # Each process group answers for what it does, and only that.
+    assert not any(name.startswith("pochta_attempts") for name, _ in api_after)
+    assert not any(name.startswith("pochta_messages") for name, _ in worker_after)
+
+
+def test_every_scrape_adds_up_all_api_worker_processes(
+    ops_env: Env, key: str, tmp_path: Path
+) -> None:
+    with Stack(ops_env.for_subprocess(), tmp_path) as api:
+        api.start_process("api", "api", "--port", str(api.port), "--workers", "2")
+        wait_for_port("127.0.0.1", api.port, timeout=30)
+        body = {"from": "a@example.org", "to": ["b@example.org"], "text": "x"}
+        headers = {"Authorization": f"Bearer {key}"}
+        for _ in range(6):
+            # A connection each, so that both processes get some.
+            response = httpx.post(f"{api.url}/v1/messages", json=body, headers=headers)
+            assert response.status_code == 202
+        for _ in range(6):
+            accepted = value(scrape(f"{api.url}/metrics"), "pochta_messages_accepted_total")
+            assert accepted == 6
+
+
+def test_a_delivery_logs_one_json_line_and_no_secret_reaches_any_log(
+    stack: Stack, key: str, relay: ScriptedRelay
+) -> None:
+    message = send_and_wait(stack, key, subject="secret test")
+    with stack.client("pk_wrong-key") as stranger:
+        assert stranger.get("/v1/messages").status_code == 401
+    with stack.client(key) as client:
+        refused = client.post("/v1/messages", json={"from": "bad", "to": ["x"], "text": BODY})
+        assert refused.status_code == 422
+    time.sleep(0.5)  # let the processes flush what they log after answering
+
+    logs = {path.stem: path.read_text() for path in stack.logdir.glob("*.log")}
+    assert set(logs) == {"api", "worker", "scheduler"}
+    records = {
+        name: [json.loads(line) for line in text.splitlines()] for name, text in logs.items()
+    }
+
+    (delivery,) = [r for r in records["worker"] if r.get("message_id") == message["id"]]
+    assert delivery["level"] == "info"
+    assert delivery["tenant"] == "acme"
+    assert delivery["attempt"] == 1
+    assert delivery["relay"] == f"{relay.host}:{relay.port}"
+    assert (delivery["smtp_code"], delivery["enhanced_code"]) == (250, "2.0.0")
+
+    plain = base64.b64encode(f"\0{RELAY_USER}\0{RELAY_PASSWORD}".encode()).decode()
+    for name, text in logs.items():
+        for secret in (RELAY_PASSWORD, plain, key, "pk_wrong-key", BODY):
+            assert secret not in text, f"{secret!r} in the {name} log"
