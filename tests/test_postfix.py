@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -13,7 +12,7 @@ from app import db
 from app.messages import repository
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
-from tests.support.postfix import PostfixRelay, Recorder
+from tests.support.postfix import PostfixRelay, Recorder, self_signed_certificate
 from worker.tasks import deliver_messages
 
 GREY = "grey@example.org"
@@ -29,19 +28,7 @@ def recorder() -> Iterator[Recorder]:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
-            "-days", "2", "-subj", "/CN=postfix.test",
-            "-addext", "subjectAltName=DNS:postfix.test,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def _postfix(

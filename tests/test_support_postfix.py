@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postfix import PostfixRelay, Recorder, smtp_sink_path
+from tests.support.postfix import (
+    PostfixRelay,
+    Recorder,
+    self_signed_certificate,
+    smtp_sink_path,
+)
 
 GREY = "grey@example.org"
 NOBODY = "nobody@example.org"
@@ -28,16 +33,8 @@ def recorder() -> Iterator[Recorder]:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key, made with the openssl CLI."""
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    command = (
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-        f" -keyout {key} -out {cert} -days 2 -subj /CN=postfix.test"
-        " -addext subjectAltName=DNS:postfix.test,IP:127.0.0.1"
-    )
-    subprocess.run(command.split(), check=True, capture_output=True)
-    return cert, key
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")

@@ -514,3 +514,15 @@ class PostfixRelay:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for postfix.test and 127.0.0.1 and its key, made with the openssl CLI."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    command = (
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        f" -keyout {key} -out {cert} -days 2 -subj /CN=postfix.test"
+        " -addext subjectAltName=DNS:postfix.test,IP:127.0.0.1"
+    )
+    subprocess.run(command.split(), check=True, capture_output=True)
+    return cert, key
