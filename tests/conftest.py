@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,13 +78,27 @@ def sqlite_only() -> str:
     return "sqlite"
 
 
-def _configure(backend: str, tmp_path: Path) -> Iterator[Env]:
+@contextmanager
+def applied(env: Env) -> Iterator[Env]:
+    """env's settings in force (and migrated) for the block; the previous ones after it."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("POCHTA_")}
     for key in saved:
         del os.environ[key]
-    env = Env(backend=backend)
-    for key, value in BASE_ENV.items():
-        env.values[key] = value
+    os.environ.update(env.values)
+    reload_settings()
+    try:
+        run_migrations()
+        yield env
+    finally:
+        reload_settings()
+        for key in [k for k in os.environ if k.startswith("POCHTA_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+        reload_settings()
+
+
+def _configure(backend: str, tmp_path: Path) -> Iterator[Env]:
+    env = Env(backend=backend, values=dict(BASE_ENV))
     database = None
     if backend == "postgres":
         database = f"pochta_test_{uuid.uuid4().hex[:12]}"
@@ -93,20 +108,13 @@ def _configure(backend: str, tmp_path: Path) -> Iterator[Env]:
     else:
         env.values["POCHTA_DATABASE_URL"] = f"sqlite:///{tmp_path}/pochta.db"
         env.values["POCHTA_BROKER_URL"] = f"sqla+sqlite:///{tmp_path}/broker.db"
-    os.environ.update(env.values)
-    reload_settings()
-    run_migrations()
     try:
-        yield env
+        with applied(env):
+            yield env
     finally:
-        reload_settings()
         if database is not None:
             drop_database(SHARED_POSTGRES, database)
             redis.Redis.from_url(f"{SHARED_REDIS}/{REDIS_DB}").flushdb()
-        for key in [k for k in os.environ if k.startswith("POCHTA_")]:
-            del os.environ[key]
-        os.environ.update(saved)
-        reload_settings()
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.cli import run_migrations
-from tests.conftest import BASE_ENV, Env, make_key, reload_settings
+from tests.conftest import BASE_ENV, Env, applied, make_key
 from tests.support.checks import (
     copies_by_message_id,
     email,
@@ -68,28 +67,17 @@ def env(postgres: PostgresServer, broker: RedisServer) -> Iterator[Env]:
     postgres.start()  # again, if an earlier test left it stopped
     broker.start()
     broker.flushall()
-    saved = {k: v for k, v in os.environ.items() if k.startswith("POCHTA_")}
-    for key in saved:
-        del os.environ[key]
     name = f"pochta_{uuid.uuid4().hex[:12]}"
-    env = Env(backend="postgres")
-    env.values.update(BASE_ENV)
+    env = Env(backend="postgres", values=dict(BASE_ENV))
     env.values["POCHTA_DATABASE_URL"] = postgres.create_database(name)
     env.values["POCHTA_BROKER_URL"] = broker.url
     env.values["POCHTA_WORKER_METRICS_PORT"] = "0"
-    os.environ.update(env.values)
-    reload_settings()
-    run_migrations()
     try:
-        yield env
+        with applied(env):
+            yield env
     finally:
-        reload_settings()
         postgres.start()
         drop_database(postgres.url(), name)
-        for key in [k for k in os.environ if k.startswith("POCHTA_")]:
-            del os.environ[key]
-        os.environ.update(saved)
-        reload_settings()
 
 
 @pytest.fixture
