@@ -52,6 +52,10 @@ pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
         ({"send_at": "2026-12-01"}, "send_at"),
         ({"attachments": [{"filename": "a", "content": "", "content_type": "é/ü"}]},
          "attachments[0].content_type"),
+        ({"attachments": [{"filename": "a", "content": "", "content_type": "message/rfc822"}]},
+         "attachments[0].content_type"),
+        ({"attachments": [{"filename": "a", "content": "", "content_type": "Multipart/mixed"}]},
+         "attachments[0].content_type"),
     ],
 )  # fmt: skip
 def test_fields_that_cannot_be_stored_or_sent_are_422(

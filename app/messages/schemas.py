@@ -114,6 +114,18 @@ class Attachment(BaseModel):
     content: str = Field(description="The file's bytes, base64-encoded.")
     content_id: SingleLine | None = Field(default=None, max_length=255)
 
+    @field_validator("content_type")
+    @classmethod
+    def _not_composite(cls, value: str) -> str:
+        # An attachment travels base64-encoded, which RFC 2045 §6.4 forbids for the
+        # composite types; a message or multipart file goes as application/octet-stream.
+        if value.partition("/")[0].lower() in ("message", "multipart"):
+            raise ValueError(
+                "must not be message/* or multipart/*: an attachment is base64-encoded, "
+                "which those types cannot be (RFC 2045 §6.4); use application/octet-stream"
+            )
+        return value
+
     @field_validator("content")
     @classmethod
     def _is_base64(cls, value: str) -> str:
