@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 
+from anyio import to_thread
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import health, idempotency, messages, metrics, openapi, problems
 from app.config import get_settings
 from app.errors import PayloadTooLarge
+from worker.dispatch import doorbell
+
+DOORBELL_FLUSH_SECONDS = 5.0
+API_THREADS = 8
 
 
 class BodyLimit:
@@ -56,9 +63,20 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the request body is over POCHTA_MAX_REQUEST_BYTES ({limit} bytes)")
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # Route work is CPU-bound Python: more threads than this only queue on the GIL, and
+    # each waits longer for its turn (anyio's default is 40, above the database pool's 30).
+    to_thread.current_default_thread_limiter().total_tokens = API_THREADS
+    yield
+    # Ring for what was accepted last before the process goes; the scheduler would, later.
+    await run_in_threadpool(doorbell.flush, DOORBELL_FLUSH_SECONDS)
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="Pochta",
         version="1",
         summary="Send email over HTTP; ask what the relay said to every recipient.",

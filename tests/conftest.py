@@ -25,8 +25,9 @@ SHARED_POSTGRES = os.environ.get(
     "POCHTA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 SHARED_REDIS = os.environ.get("POCHTA_TEST_REDIS", "redis://127.0.0.1:6379")
-# A Redis db number of our own on the shared server, flushed before and after each test.
-REDIS_DB = 11
+# A Redis db number of our own on the shared server, flushed before and after each test;
+# runs at the same time on one machine must each set their own.
+REDIS_DB = int(os.environ.get("POCHTA_TEST_REDIS_DB", "11"))
 
 # Settings every test starts from: fast retries, a relay that is set per test.
 BASE_ENV = {

@@ -182,6 +182,15 @@ def test_missing_unknown_and_revoked_keys_are_401(api: TestClient) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_an_unknown_key_is_401_before_any_422(api: TestClient) -> None:
+    nope = {"Authorization": "Bearer pk_nope"}
+    response = api.post("/v1/messages", json={"to": ["not an address"]}, headers=nope)
+    problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+    problem(api.get("/v1/messages?status=bogus", headers=nope), 401)
+    problem(api.get("/v1/messages?status=bogus"), 422)  # the fixture's key is known
+
+
 def test_another_tenants_message_is_404(api: TestClient) -> None:
     created = api.post("/v1/messages", json=GOOD).json()
     other = {"Authorization": f"Bearer {make_key('globex')}"}

@@ -15,7 +15,6 @@ from sqlalchemy.exc import OperationalError
 from app import db
 from app.messages import repository
 from app.messages.models import Message
-from app.messages.service import settle_attempt
 from app.orm import utcnow
 from tests.conftest import Env
 from tests.support.checks import statuses
@@ -31,6 +30,12 @@ def _no_stop_request() -> Iterator[None]:
     shutdown.reset()
     yield
     shutdown.reset()
+
+
+@pytest.fixture
+def one_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's outcomes wait for the end of the task, however slow the machine is."""
+    monkeypatch.setattr("worker.recording.FLUSH_AFTER", timedelta(minutes=1))
 
 
 def row(message_id: str) -> Message:
@@ -49,9 +54,10 @@ def steal(message_id: str) -> None:
             .where(Message.id == message_id)
             .values(lease_expires_at=now - timedelta(seconds=1))
         )
-        assert repository.claim(
+        (taken,) = repository.claim(
             session, message_ids=[message_id], now=now, lease_until=now + timedelta(minutes=5)
-        ) == [message_id]
+        )
+        assert taken.id == message_id
 
 
 def deliver_then(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
@@ -74,6 +80,7 @@ def test_a_stopping_worker_starts_nothing_and_hands_all_back(relay: ScriptedRela
     assert relay.messages == []
 
 
+@pytest.mark.usefixtures("one_group")
 def test_a_stop_mid_task_finishes_the_message_in_progress(
     relay: ScriptedRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,7 +88,7 @@ def test_a_stop_mid_task_finishes_the_message_in_progress(
     deliver_then(monkeypatch, lambda _: shutdown.request_stop())
     deliver_messages(ids)
     after = statuses(ids)
-    assert sorted(after.values()) == ["queued", "queued", "sent"]
+    assert sorted(after.values()) == ["queued", "queued", "sent"], "recorded, then handed back"
     monkeypatch.undo()
     shutdown.reset()
     deliver_messages([i for i, s in after.items() if s == "queued"])
@@ -130,18 +137,73 @@ def test_an_attempt_is_not_recorded_by_a_task_that_lost_the_message(
     assert (taken.status, taken.attempt_count) == ("sending", 0), "the new holder records it"
 
 
+@pytest.mark.usefixtures("one_group")
+def test_a_message_taken_mid_task_is_not_recorded_while_the_others_are(
+    relay: ScriptedRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [submit(to=[f"r{i}@example.org"]) for i in range(3)]
+
+    def steal_the_second(message: Message) -> None:
+        # Sent, its outcome waiting for the group, when another task claims it.
+        if message.id == ids[1]:
+            steal(message.id)
+
+    deliver_then(monkeypatch, steal_the_second)
+    deliver_messages(ids)
+    assert len(relay.messages) == 3
+    assert statuses(ids) == {ids[0]: "sent", ids[1]: "sending", ids[2]: "sent"}
+    taken = fetch(ids[1])
+    assert (taken.attempt_count, taken.attempts) == (0, [])
+    assert [(r.status, r.attempts) for r in taken.recipients] == [("pending", 0)]
+    assert row(ids[1]).lease_expires_at is not None, "the new holder's lease is untouched"
+    assert [len(fetch(i).attempts) for i in (ids[0], ids[2])] == [1, 1]
+
+
+def test_a_slow_relay_has_each_outcome_recorded_before_the_next_message(
+    relay: ScriptedRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay.stall_after_data = 0.06  # each transaction takes longer than FLUSH_AFTER
+    ids = [submit(to=[f"r{i}@example.org"]) for i in range(3)]
+    seen: list[dict[str, str]] = []
+    deliver_then(monkeypatch, lambda _: seen.append(statuses(ids)))
+    deliver_messages(ids)
+    assert [sorted(s.values()) for s in seen] == [
+        ["sending", "sending", "sending"],
+        ["sending", "sending", "sent"],
+        ["sending", "sent", "sent"],
+    ], "at most the message in progress is sent and unrecorded"
+    assert set(statuses(ids).values()) == {"sent"}
+
+
+@pytest.mark.usefixtures("one_group")
+def test_outcomes_are_recorded_before_an_error_leaves_the_task(
+    relay: ScriptedRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [submit(to=[f"r{i}@example.org"]) for i in range(3)]
+
+    def fail_at_the_third(message: Message) -> None:
+        if message.id == ids[2]:
+            raise RuntimeError("a bug after the relay answered")
+
+    deliver_then(monkeypatch, fail_at_the_third)
+    with pytest.raises(RuntimeError):
+        deliver_messages(ids)
+    assert statuses(ids) == {ids[0]: "sent", ids[1]: "sent", ids[2]: "sending"}
+
+
 def test_recording_waits_for_a_database_that_went_away(
     relay: ScriptedRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
+    add_attempts = repository.add_attempts
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise OperationalError("UPDATE messages", {}, ConnectionError("server closed"))
-        return settle_attempt(*args, **kwargs)
+        return add_attempts(*args, **kwargs)
 
-    monkeypatch.setattr("worker.lease.settle_attempt", flaky)
+    monkeypatch.setattr(repository, "add_attempts", flaky)
     message_id = submit()
     deliver_messages([message_id])
     recorded = fetch(message_id)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from email import message_from_bytes, policy
 
+import pytest
+from sqlalchemy import event, select
+
+from app import db
+from app.messages.models import Message
 from tests.conftest import Env
+from tests.support.checks import statuses
 from tests.support.flow import fetch, run_until_final, submit
 from tests.support.relay import ScriptedRelay
+from worker.dispatch import CHUNK
 from worker.tasks import deliver_messages
 
 
@@ -150,3 +158,89 @@ def test_a_canceled_message_is_never_delivered(relay: ScriptedRelay) -> None:
     assert deliver_messages([message_id]) == []
     assert fetch(message_id).status == "canceled"
     assert relay.connections == 0
+
+
+@pytest.fixture
+def one_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's outcomes wait for the end of the task, however slow the machine is."""
+    monkeypatch.setattr("worker.recording.FLUSH_AFTER", timedelta(minutes=1))
+
+
+class Statements:
+    """Counts what the worker sends the database: statements and commits."""
+
+    def __init__(self) -> None:
+        self.executed = 0
+        self.commits = 0
+
+    def __enter__(self) -> Statements:
+        engine = db.get_engine()
+        event.listen(engine, "before_cursor_execute", self._executed)
+        event.listen(engine, "commit", self._committed)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        engine = db.get_engine()
+        event.remove(engine, "before_cursor_execute", self._executed)
+        event.remove(engine, "commit", self._committed)
+
+    def _executed(self, *_: object) -> None:
+        self.executed += 1
+
+    def _committed(self, *_: object) -> None:
+        self.commits += 1
+
+
+@pytest.mark.usefixtures("one_group")
+def test_a_task_records_every_outcome_of_its_messages_at_once(relay: ScriptedRelay) -> None:
+    relay.script_rcpt("grey@example.org", "451 4.7.1 Greylisted")
+    relay.script_rcpt("nobody@example.org", *["550 5.1.1 No such user"] * 2)
+    ids = {
+        "sent": submit(to=["a@example.org", "b@example.org"]),
+        "deferred": submit(to=["grey@example.org"]),
+        "failed": submit(to=["nobody@example.org"]),
+        "partially_sent": submit(to=["ok@example.org", "nobody@example.org"]),
+    }
+    with Statements() as counted:
+        assert sorted(deliver_messages(list(ids.values()))) == sorted(ids.values())
+    assert counted.commits == 2, "claim and load, then every outcome in one transaction"
+    messages = {expected: fetch(message_id) for expected, message_id in ids.items()}
+    assert {expected: m.status for expected, m in messages.items()} == {s: s for s in ids}
+    assert all(m.attempt_count == 1 and len(m.attempts) == 1 for m in messages.values())
+    assert [(r.status, r.smtp_code, r.attempts) for r in messages["sent"].recipients] == [
+        ("sent", 250, 1),
+        ("sent", 250, 1),
+    ]
+    deferred = messages["deferred"]
+    assert deferred.next_attempt_at is not None
+    assert (deferred.attempts[0].outcome, deferred.attempts[0].smtp_code) == ("deferred", 451)
+    (failed,) = messages["failed"].recipients
+    assert (failed.status, failed.enhanced_code, failed.smtp_reply) == (
+        "failed",
+        "5.1.1",
+        "No such user",
+    )
+    mixed = messages["partially_sent"]
+    assert {r.email: r.status for r in mixed.recipients} == {
+        "ok@example.org": "sent",
+        "nobody@example.org": "failed",
+    }
+    assert (mixed.attempts[0].outcome, mixed.attempts[0].stage) == ("mixed", "rcpt")
+    assert all(m.next_attempt_at is None for k, m in messages.items() if k != "deferred")
+    with db.session_scope() as session:
+        leases = session.scalars(
+            select(Message.lease_expires_at).where(Message.id.in_(ids.values()))
+        )
+        assert set(leases) == {None}
+
+
+@pytest.mark.usefixtures("one_group")
+def test_the_statements_of_a_task_do_not_grow_with_its_messages(relay: ScriptedRelay) -> None:
+    def statements_for(count: int) -> int:
+        ids = [submit(to=[f"r{i}@example.org", f"s{i}@example.org"]) for i in range(count)]
+        with Statements() as counted:
+            deliver_messages(ids)
+        assert set(statuses(ids).values()) == {"sent"}
+        return counted.executed
+
+    assert statements_for(1) == statements_for(CHUNK), "no statement per message"

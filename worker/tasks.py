@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown
+from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.db import session_scope
+from app.db import get_engine
 from app.messages import repository
 from app.orm import utcnow
 from worker.delivery import deliver
 from worker.dispatch import CHUNK, publish_or_release
 from worker.lease import Hold
-from worker.metrics import ObservedRelayPool, record_attempt
+from worker.metrics import ObservedRelayPool
+from worker.recording import Recorder
 from worker.retry import RetryPolicy
-
-log = logging.getLogger("pochta.worker")
 
 _pool: ObservedRelayPool | None = None
 _pool_pid: int | None = None
@@ -40,49 +41,45 @@ def _close_pool(**_: object) -> None:
         _pool.close()
 
 
+@contextmanager
+def _task_session() -> Iterator[Session]:
+    """One pooled connection for a whole task; each step is its own transaction on it."""
+    with (
+        get_engine().connect() as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
+        yield session
+
+
 def deliver_messages(message_ids: list[str]) -> list[str]:
     """Claim, deliver and record each message; the ids this call actually claimed."""
     settings = get_settings()
     now = utcnow()
     lease_until = now + timedelta(seconds=settings.sending_lease_seconds)
-    with session_scope() as session:
-        claimed = repository.claim(
-            session, message_ids=message_ids, now=now, lease_until=lease_until
-        )
-    if not claimed:
-        return []
-    with session_scope() as session:
-        messages = repository.load_for_delivery(session, message_ids=claimed)
-    pool = relay_pool()
-    retry = RetryPolicy(settings)
-    hold = Hold(claimed, lease_until, settings)
-    for message in messages:
-        # Not when the worker is stopping (the rest is handed back), nor once taken from us.
-        if not hold.begin(message.id):
-            continue
-        result = deliver(pool, message, utcnow)
-        pool.observe()
-        # One commit per message: a crash after this loses no recorded outcome.
-        status = hold.settle(message, result, retry)
-        if status is None:
-            continue
-        record_attempt(message, result, status)
-        log.info(
-            "attempt %d: %s",
-            message.attempt_count + 1,
-            status.value,
-            extra={
-                "message_id": message.id,
-                "tenant": message.tenant,
-                "attempt": message.attempt_count + 1,
-                "relay": result.relay,
-                "stage": result.stage.value,
-                "smtp_code": result.reply.code if result.reply else None,
-                "enhanced_code": result.reply.enhanced if result.reply else result.enhanced,
-                "error": result.error,
-            },
-        )
-    hold.release()
+    with _task_session() as session:
+        with session.begin():
+            messages = repository.claim(
+                session, message_ids=message_ids, now=now, lease_until=lease_until
+            )
+        if not messages:
+            return []
+        claimed = [message.id for message in messages]
+        pool = relay_pool()
+        hold = Hold(session, claimed, lease_until, settings)
+        recorder = Recorder(session, RetryPolicy(settings))
+        try:
+            for message in messages:
+                # Not when the worker is stopping (the rest is handed back), nor once taken.
+                if not hold.begin(message.id):
+                    continue
+                result = deliver(pool, message, utcnow)
+                pool.observe()
+                recorder.add(message, result, hold.token(message.id))
+        finally:
+            # What the relay said is written before anything else: returning, handing
+            # back, or an error on the way out.
+            recorder.flush()
+        hold.release()
     return claimed
 
 

@@ -14,9 +14,8 @@ A route takes `idempotency: IdempotencyDep` and returns `idempotency.keep(answer
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
@@ -24,7 +23,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from app.api.deps import CallerDep, SettingsDep, UnitOfWork, WorkDep
+from app.api.deps import SettingsDep, UnitOfWork, WorkDep
 from app.idempotency import service
 from app.idempotency.service import HEADER, MAX_KEY_LENGTH, Answer, Started
 from app.orm import utcnow
@@ -68,10 +67,9 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def idempotency(
+async def idempotency(
     request: Request,
     work: WorkDep,
-    caller: CallerDep,
     settings: SettingsDep,
     body: Annotated[bytes, Depends(_raw_body)],
     key: Annotated[
@@ -84,44 +82,43 @@ def idempotency(
             f"answer again, with `{REPLAYED}: true`, for POCHTA_IDEMPOTENCY_TTL_SECONDS.",
         ),
     ] = None,
-) -> Iterator[Idempotency]:
+) -> AsyncIterator[Idempotency]:
     """Start the request's idempotency record, or raise what to answer instead."""
     if key is None:
         yield Idempotency(work, None)
         return
-    outcome = service.begin(
-        work.session,
-        api_key_id=caller.key_id,
-        key=key,
-        request_hash=service.fingerprint(request.method, request.url.path, body),
-        now=utcnow(),
-        ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-    )
+    fingerprint = service.fingerprint(request.method, request.url.path, body)
+    ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
     # Committed before the route runs, so a concurrent repeat finds it and gets 409.
-    work.session.commit()
+    outcome = await work.run(
+        lambda: service.begin(
+            work.session,
+            api_key_id=work.caller.key_id,
+            key=key,
+            request_hash=fingerprint,
+            now=utcnow(),
+            ttl=ttl,
+        )
+    )
     if isinstance(outcome, Answer):
         raise Replay(outcome)
     idem = Idempotency(work, outcome)
     try:
         yield idem
     except BaseException:
-        _forget(work, outcome)
+        await _forget(work, outcome)
         raise
     if not idem.kept:
-        _forget(work, outcome)
+        await _forget(work, outcome)
         raise RuntimeError("a route took an Idempotency-Key but did not keep() its answer")
 
 
-def _forget(work: UnitOfWork, started: Started) -> None:
+async def _forget(work: UnitOfWork, started: Started) -> None:
     try:
-        work.session.rollback()
-        service.forget(work.session, started=started)
-        work.session.commit()
+        await work.run(lambda: service.forget(work.session, started=started))
     except Exception:
         # The database is away: the record is taken over after IN_FLIGHT_SECONDS.
         log.warning("could not release an Idempotency-Key", exc_info=True)
-        with contextlib.suppress(Exception):
-            work.session.rollback()
 
 
 def replay_response(answer: Answer) -> Response:

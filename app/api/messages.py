@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CallerDep, JsonBody, MessageIdDep, SettingsDep, WorkDep
+from app.api.deps import JsonBody, MessageIdDep, SettingsDep, WorkDep
 from app.api.idempotency import IdempotencyDep
 from app.api.metrics import count_accepted
 from app.api.openapi import LOCATION, problems
@@ -22,7 +22,7 @@ from app.messages.schemas import (
 )
 from app.messages.views import batch_item_out, message_out
 from app.orm import utcnow
-from worker.dispatch import publish_or_release
+from worker.dispatch import doorbell
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -33,62 +33,75 @@ router = APIRouter(prefix="/v1/messages", tags=["messages"])
     dependencies=[JsonBody],
     responses={202: {"headers": LOCATION}, **problems(400, 401, 409, 413, 415, 422, 503)},
 )
-def submit_message(
+async def submit_message(
     submit: SubmitMessage,
     response: Response,
     work: WorkDep,
-    caller: CallerDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> MessageOut:
     """Accept one email: stored before the answer, queued right after the commit."""
-    message = service.submit_message(
-        work.session, caller=caller, submit=submit, settings=settings, now=utcnow()
-    )
-    if message.status == "queued":
-        work.after_commit(lambda: publish_or_release([message.id]))
-    work.after_commit(count_accepted)
-    location = f"/v1/messages/{message.id}"
-    response.headers["Location"] = location
-    return idempotency.keep(message_out(message), status=202, location=location)
+
+    def accept() -> MessageOut:
+        message = service.submit_message(
+            work.session, caller=work.caller, submit=submit, settings=settings, now=utcnow()
+        )
+        if message.status == "queued":
+            work.after_commit(lambda: doorbell.ring([message.id]))
+        work.after_commit(count_accepted)
+        location = f"/v1/messages/{message.id}"
+        response.headers["Location"] = location
+        return idempotency.keep(message_out(message), status=202, location=location)
+
+    return await work.run(accept)
 
 
 @router.post(
     "/batch", dependencies=[JsonBody], responses=problems(400, 401, 409, 413, 415, 422, 503)
 )
-def submit_batch(
+async def submit_batch(
     batch: SubmitBatch,
     work: WorkDep,
-    caller: CallerDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> BatchResults:
     """Accept up to 500 emails: each item stands alone; one commit, one doorbell."""
-    outcomes = batch_service.submit_batch(
-        work.session, caller=caller, items=batch.messages, settings=settings, now=utcnow()
-    )
-    due = [o.message.id for o in outcomes if o.message and o.message.status == "queued"]
-    accepted = sum(1 for o in outcomes if o.message)
-    work.after_commit(lambda: count_accepted(accepted))
-    if due:
-        work.after_commit(lambda: publish_or_release(due, chunk=len(due)))
-    results = BatchResults(results=[batch_item_out(outcome) for outcome in outcomes])
-    return idempotency.keep(results, status=200)
+
+    def accept() -> BatchResults:
+        outcomes = batch_service.submit_batch(
+            work.session, caller=work.caller, items=batch.messages, settings=settings, now=utcnow()
+        )
+        due = [o.message.id for o in outcomes if o.message and o.message.status == "queued"]
+        accepted = sum(1 for o in outcomes if o.message)
+        work.after_commit(lambda: count_accepted(accepted))
+        if due:
+            work.after_commit(lambda: doorbell.ring(due))
+        results = BatchResults(results=[batch_item_out(outcome) for outcome in outcomes])
+        return idempotency.keep(results, status=200)
+
+    return await work.run(accept)
 
 
 @router.get("", responses=problems(401, 422, 503))
-def list_messages(
-    query: Annotated[ListQuery, Query()], work: WorkDep, caller: CallerDep
-) -> MessagePage:
+async def list_messages(query: Annotated[ListQuery, Query()], work: WorkDep) -> MessagePage:
     """The tenant's messages, newest first; `next_cursor` (with the same filters) pages on."""
-    page = listing.list_messages(work.session, caller=caller, query=query)
-    return MessagePage(data=[message_out(m) for m in page.messages], next_cursor=page.next_cursor)
+
+    def read() -> MessagePage:
+        page = listing.list_messages(work.session, caller=work.caller, query=query)
+        data = [message_out(m) for m in page.messages]
+        return MessagePage(data=data, next_cursor=page.next_cursor)
+
+    return await work.run(read)
 
 
 @router.get("/{message_id}", responses=problems(401, 404, 503))
-def get_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> MessageOut:
+async def get_message(message_id: MessageIdDep, work: WorkDep) -> MessageOut:
     """The message, each recipient's status and every attempt with the relay's reply."""
-    return message_out(service.get_message(work.session, caller=caller, message_id=message_id))
+    return await work.run(
+        lambda: message_out(
+            service.get_message(work.session, caller=work.caller, message_id=message_id)
+        )
+    )
 
 
 @router.get(
@@ -107,16 +120,21 @@ def get_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> M
         **problems(401, 404, 503),
     },
 )
-def get_raw(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> Response:
+async def get_raw(message_id: MessageIdDep, work: WorkDep) -> Response:
     """The exact RFC 5322 bytes that are (or were) sent."""
-    raw = service.get_raw(work.session, caller=caller, message_id=message_id)
+    raw = await work.run(
+        lambda: service.get_raw(work.session, caller=work.caller, message_id=message_id)
+    )
     return Response(raw, media_type="message/rfc822")
 
 
 @router.post("/{message_id}/cancel", responses=problems(401, 404, 409, 503))
-def cancel_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> MessageOut:
+async def cancel_message(message_id: MessageIdDep, work: WorkDep) -> MessageOut:
     """Stop a scheduled, queued or deferred message; 409 once it is sending or finished."""
-    message = service.cancel_message(
-        work.session, caller=caller, message_id=message_id, now=utcnow()
+    return await work.run(
+        lambda: message_out(
+            service.cancel_message(
+                work.session, caller=work.caller, message_id=message_id, now=utcnow()
+            )
+        )
     )
-    return message_out(message)

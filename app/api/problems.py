@@ -8,14 +8,16 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import BadRequest, PochtaError, Unavailable, validation_problem
+from app.api.deps import check_key
+from app.errors import BadRequest, PochtaError, Unauthorized, Unavailable, validation_problem
 
 log = logging.getLogger("pochta.api")
 
 PROBLEM_JSON = "application/problem+json"
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
 def problem_response(error: PochtaError, headers: dict[str, str] | None = None) -> Response:
@@ -59,11 +61,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PochtaError)
     async def _pochta(_: Request, error: PochtaError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        headers = UNAUTHORIZED_HEADERS if error.status == 401 else None
         return problem_response(error, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, error: RequestValidationError) -> Response:
+    async def _validation(request: Request, error: RequestValidationError) -> Response:
+        if request.url.path.startswith("/v1/"):
+            try:
+                await check_key(request)
+            except Unauthorized as unauthorized:
+                return problem_response(unauthorized, headers=UNAUTHORIZED_HEADERS)
+            except DBAPIError:
+                pass  # the database is away: the 422 is still true
         return problem_response(validation_problem(error.errors()))
 
     @app.exception_handler(StarletteHTTPException)

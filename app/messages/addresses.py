@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -38,6 +39,9 @@ def _unquote(name: str) -> str:
     return name
 
 
+# Checking an address costs more than building a message around it, and the same few
+# senders and recipients come again and again; a Mailbox is immutable, so share it.
+@functools.lru_cache(maxsize=4096)
 def parse_mailbox(value: str) -> Mailbox:
     """A mailbox from `addr` or `Name <addr>`; ValueError says what is wrong."""
     if _CONTROL.search(value):

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.errors import PochtaError, validation_problem
 from app.keys.service import Caller
 from app.messages import repository
-from app.messages.models import Message
+from app.messages.accepted import NewMessage
 from app.messages.schemas import SubmitMessage
 from app.messages.service import prepare_message
 
@@ -23,7 +23,7 @@ class ItemOutcome:
     """One item's fate: the stored message, or the problem that refused it."""
 
     index: int
-    message: Message | None = None
+    message: NewMessage | None = None
     error: PochtaError | None = None
 
 

@@ -5,20 +5,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
+from app.messages.accepted import NewMessage
 from app.messages.models import Attempt, Message, MessageTag, Recipient
+from app.messages.outcomes import AttemptRecord, Settlement
 from app.messages.states import CANCELABLE, CLAIMABLE, MessageStatus, RecipientStatus
+from app.orm import Base
+
+# Tables for Core statements: executemany with no unit of work, where a whole group of
+# rows is written at once.
+_message_table = Base.metadata.tables[Message.__tablename__]
+_recipient_table = Base.metadata.tables[Recipient.__tablename__]
+_attempt_table = Base.metadata.tables[Attempt.__tablename__]
 
 
-def add_messages(session: Session, messages: Sequence[Message]) -> None:
-    """Insert messages with their recipients and tags in one flush (not committed)."""
-    session.add_all(messages)
-    session.flush()
+def add_messages(session: Session, messages: Sequence[NewMessage]) -> None:
+    """Insert messages with their recipients and tags, one statement a table (not committed).
+
+    Core inserts: the ORM's unit of work would cost more than the statements themselves.
+    """
+    if not messages:
+        return
+    session.execute(insert(_message_table), [_row(m, MESSAGE_COLUMNS) for m in messages])
+    recipients = [
+        _row(r, RECIPIENT_COLUMNS) | {"message_pk": m.id} for m in messages for r in m.recipients
+    ]
+    session.execute(insert(_recipient_table), recipients)
     tags = [{"message_pk": m.id, "tag": t} for m in messages for t in set(m.tags)]
     if tags:
         session.execute(insert(MessageTag), tags)
+
+
+# (column, attribute) of each column a new row gets, named as in the ORM classes; a
+# recipient's id is the database's.
+MESSAGE_COLUMNS = tuple((p.columns[0].name, p.key) for p in Message.__mapper__.column_attrs)
+RECIPIENT_COLUMNS = tuple(
+    (p.columns[0].name, p.key)
+    for p in Recipient.__mapper__.column_attrs
+    if p.key not in ("id", "message_pk")
+)
+
+
+def _row(entity: object, columns: Sequence[tuple[str, str]]) -> dict[str, object]:
+    return {column: getattr(entity, key) for column, key in columns}
 
 
 def get_detailed(session: Session, *, tenant: str, message_id: str) -> Message | None:
@@ -71,9 +102,13 @@ def _due(now: datetime) -> object:
 
 def claim(
     session: Session, *, message_ids: Sequence[str], now: datetime, lease_until: datetime
-) -> list[str]:
-    """Move the due ones among message_ids to `sending`; a repeated claim gets nothing."""
-    rows = session.execute(
+) -> list[Message]:
+    """Move the due ones among message_ids to `sending`; a repeated claim gets nothing.
+
+    The claimed messages come back ready to deliver, bytes and recipients loaded, oldest
+    first: the UPDATE returns the rows, one more query brings the recipients.
+    """
+    claimed = session.scalars(
         update(Message)
         .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
         .values(
@@ -82,9 +117,11 @@ def claim(
             dispatched_until=None,
             updated_at=now,
         )
-        .returning(Message.id)
+        .returning(Message)
+        .options(undefer(Message.raw), selectinload(Message.recipients))
+        .execution_options(synchronize_session=False)
     )
-    return [row.id for row in rows]
+    return sorted(claimed, key=lambda message: (message.created_at, message.id))
 
 
 def take_due(session: Session, *, now: datetime, until: datetime, limit: int) -> list[str]:
@@ -134,18 +171,25 @@ def renew_lease(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def lock_held(session: Session, *, message_id: str, held_until: datetime) -> bool:
-    """Whether the caller still holds the message; locks its row until the commit."""
-    held = session.scalar(
+def lock_held(session: Session, *, holds: Sequence[tuple[str, datetime]]) -> set[str]:
+    """Which of the (message id, token) pairs the caller still holds; locks those rows.
+
+    One statement for a whole group; the rows stay locked until the commit, so no claim
+    can take one between this check and the writes that follow it.
+    """
+    if not holds:
+        return set()
+    held = session.scalars(
         select(Message.id)
         .where(
-            Message.id == message_id,
+            tuple_(Message.id, Message.lease_expires_at).in_(holds),
             Message.status == MessageStatus.sending,
-            Message.lease_expires_at == held_until,
         )
+        # One order for every locker, so two groups never wait on each other in a circle.
+        .order_by(Message.id)
         .with_for_update()
     )
-    return held is not None
+    return set(held)
 
 
 def hand_back(
@@ -168,20 +212,85 @@ def hand_back(
     return returned
 
 
-def load_for_delivery(session: Session, *, message_ids: Sequence[str]) -> list[Message]:
-    """The claimed messages with their bytes and recipients, in two queries."""
-    return list(
-        session.scalars(
-            select(Message)
-            .where(Message.id.in_(message_ids))
-            .options(undefer(Message.raw), selectinload(Message.recipients))
-            .order_by(Message.created_at)
-        )
+# Core statements run with executemany: one round trip for a group, no unit of work.
+_SETTLE_RECIPIENT = (
+    update(_recipient_table)
+    .where(_recipient_table.c.id == bindparam("r_id"))
+    .values(
+        status=bindparam("r_status"),
+        smtp_code=bindparam("r_smtp_code"),
+        enhanced_code=bindparam("r_enhanced_code"),
+        smtp_reply=bindparam("r_smtp_reply"),
+        attempts=bindparam("r_attempts"),
+    )
+)
+_SETTLE_MESSAGE = (
+    update(_message_table)
+    .where(_message_table.c.id == bindparam("m_id"))
+    .values(
+        status=bindparam("m_status"),
+        attempt_count=bindparam("m_attempt_count"),
+        updated_at=bindparam("m_updated_at"),
+        next_attempt_at=bindparam("m_next_attempt_at"),
+        lease_expires_at=None,
+    )
+)
+
+
+def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
+    """Write settled attempts: recipients, attempt rows, messages; one executemany each.
+
+    The caller has checked (lock_held) that it still holds every one of these messages.
+    """
+    if not settled:
+        return
+    recipients = [
+        {
+            "r_id": change.id,
+            "r_status": change.status,
+            "r_smtp_code": change.smtp_code,
+            "r_enhanced_code": change.enhanced_code,
+            "r_smtp_reply": change.smtp_reply,
+            "r_attempts": change.attempts,
+        }
+        for settlement in settled
+        for change in settlement.recipients
+    ]
+    if recipients:
+        session.execute(_SETTLE_RECIPIENT, recipients)
+    session.execute(
+        insert(_attempt_table),
+        [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled],
+    )
+    session.execute(
+        _SETTLE_MESSAGE,
+        [
+            {
+                "m_id": settlement.message_id,
+                "m_status": settlement.status,
+                "m_attempt_count": settlement.attempt.number,
+                "m_updated_at": settlement.attempt.finished_at,
+                "m_next_attempt_at": settlement.next_attempt_at,
+            }
+            for settlement in settled
+        ],
     )
 
 
-def add_attempt(session: Session, attempt: Attempt) -> None:
-    session.add(attempt)
+def _attempt_row(message_id: str, attempt: AttemptRecord) -> dict[str, object]:
+    return {
+        "message_pk": message_id,
+        "number": attempt.number,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "relay": attempt.relay,
+        "outcome": attempt.outcome,
+        "stage": attempt.stage,
+        "smtp_code": attempt.smtp_code,
+        "enhanced_code": attempt.enhanced_code,
+        "smtp_reply": attempt.smtp_reply,
+        "error": attempt.error,
+    }
 
 
 # Listing and counting (GET /v1/messages, /metrics).

@@ -6,17 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
 from app.keys.service import Caller
 from app.messages import repository
+from app.messages.accepted import NewMessage, NewRecipient
 from app.messages.addresses import parse_mailbox
 from app.messages.attempts import AttemptResult
 from app.messages.mime import HeaderError, build_message
-from app.messages.models import Attempt, Message, Recipient
+from app.messages.models import Message
+from app.messages.outcomes import AttemptRecord, RecipientChange, Settlement
 from app.messages.schemas import SubmitMessage
 from app.messages.states import (
     OPEN_RECIPIENT,
@@ -28,31 +29,23 @@ from app.messages.states import (
 from app.orm import new_id
 
 
-def _recipients(submit: SubmitMessage) -> list[Recipient]:
+def _recipients(submit: SubmitMessage) -> list[NewRecipient]:
     """One row per distinct address: the same mailbox in To and Cc gets one copy."""
     seen: set[str] = set()
-    rows: list[Recipient] = []
+    rows: list[NewRecipient] = []
     for kind, values in (("to", submit.to), ("cc", submit.cc), ("bcc", submit.bcc)):
         for value in values:
             email = parse_mailbox(value).email
             if email.lower() in seen:
                 continue
             seen.add(email.lower())
-            rows.append(
-                Recipient(
-                    position=len(rows),
-                    kind=kind,
-                    email=email,
-                    status=RecipientStatus.pending,
-                    attempts=0,
-                )
-            )
+            rows.append(NewRecipient(position=len(rows), kind=kind, email=email))
     return rows
 
 
 def submit_message(
     session: Session, *, caller: Caller, submit: SubmitMessage, settings: Settings, now: datetime
-) -> Message:
+) -> NewMessage:
     """Check the limits, build the bytes once and store the message with its recipients."""
     message = prepare_message(caller=caller, submit=submit, settings=settings, now=now)
     repository.add_messages(session, [message])
@@ -61,7 +54,7 @@ def submit_message(
 
 def prepare_message(
     *, caller: Caller, submit: SubmitMessage, settings: Settings, now: datetime
-) -> Message:
+) -> NewMessage:
     """The message to store, with its recipients and bytes; nothing is written yet."""
     total = len(submit.to) + len(submit.cc) + len(submit.bcc)
     if total > settings.max_recipients:
@@ -88,7 +81,7 @@ def prepare_message(
     scheduled = submit.send_at is not None and submit.send_at > now
     sender = parse_mailbox(submit.from_)
     envelope = parse_mailbox(submit.envelope_from) if submit.envelope_from else sender
-    message = Message(
+    return NewMessage(
         id=message_pk,
         tenant=caller.tenant,
         status=MessageStatus.scheduled if scheduled else MessageStatus.queued,
@@ -109,16 +102,13 @@ def prepare_message(
         updated_at=now,
         send_at=submit.send_at,
         next_attempt_at=submit.send_at if scheduled else now,
-        attempt_count=0,
         # The API rings the broker right after commit; the scheduler only steps in if
         # that doorbell is lost (see docs/guarantees.md).
         dispatched_until=None
         if scheduled
         else now + timedelta(seconds=settings.dispatch_lease_seconds),
+        recipients=_recipients(submit),
     )
-    message.recipients = _recipients(submit)
-    message.attempts = []
-    return message
 
 
 def get_message(session: Session, *, caller: Caller, message_id: str) -> Message:
@@ -153,17 +143,18 @@ class RetryDecision:
 RetryPolicy = Callable[[Message, datetime], RetryDecision]
 
 
-def settle_attempt(
-    session: Session, *, message: Message, result: AttemptResult, retry: RetryPolicy
-) -> MessageStatus:
-    """Record an attempt and each recipient's outcome; decide the message's next step."""
+def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolicy) -> Settlement:
+    """Each tried recipient's outcome, the attempt and the message's next step, to be written.
+
+    Decides only: nothing is written, so the worker can record many at once.
+    """
     assert result.finished_at is not None
     now = result.finished_at
-    number = message.attempt_count + 1
     tried = [r for r in message.recipients if r.email in result.recipients]
     open_after = [r for r in tried if result.recipients[r.email].status in OPEN_RECIPIENT]
     decision = retry(message, now) if open_after else RetryDecision(None)
 
+    statuses = {r.id: r.status for r in message.recipients}
     changes = []
     for row in tried:
         outcome = result.recipients[row.email]
@@ -172,49 +163,39 @@ def settle_attempt(
         if status in OPEN_RECIPIENT and decision.next_attempt_at is None:
             status = RecipientStatus.failed
             note = note or "retries exhausted"
-        row.status = status
+        statuses[row.id] = status
         reply = outcome.reply
         changes.append(
-            {
-                "id": row.id,
-                "status": status,
-                "smtp_code": reply.code if reply else None,
-                "enhanced_code": reply.enhanced if reply else outcome.enhanced,
-                "smtp_reply": reply.text if reply else note,
-                "attempts": row.attempts + 1,
-            }
+            RecipientChange(
+                id=row.id,
+                status=status,
+                smtp_code=reply.code if reply else None,
+                enhanced_code=reply.enhanced if reply else outcome.enhanced,
+                smtp_reply=reply.text if reply else note,
+                attempts=row.attempts + 1,
+            )
         )
-    if changes:
-        session.execute(update(Recipient), changes)
 
     last = result.reply
-    session.add(
-        Attempt(
-            message_pk=message.id,
-            number=number,
-            started_at=result.started_at,
-            finished_at=now,
-            relay=result.relay,
-            outcome=attempt_outcome_for(result.recipients[r.email].status for r in tried),
-            stage=result.stage,
-            smtp_code=last.code if last else None,
-            enhanced_code=last.enhanced if last else result.enhanced,
-            smtp_reply=last.text if last else None,
-            error=result.error,
-        )
+    attempt = AttemptRecord(
+        number=message.attempt_count + 1,
+        started_at=result.started_at,
+        finished_at=now,
+        relay=result.relay,
+        outcome=attempt_outcome_for(result.recipients[r.email].status for r in tried),
+        stage=result.stage,
+        smtp_code=last.code if last else None,
+        enhanced_code=last.enhanced if last else result.enhanced,
+        smtp_reply=last.text if last else None,
+        error=result.error,
     )
-    message_status = message_status_for(r.status for r in message.recipients)
-    session.execute(
-        update(Message)
-        .where(Message.id == message.id)
-        .values(
-            status=message_status,
-            attempt_count=number,
-            updated_at=now,
-            next_attempt_at=decision.next_attempt_at
-            if message_status is MessageStatus.deferred
-            else None,
-            lease_expires_at=None,
-        )
+    message_status = message_status_for(statuses.values())
+    return Settlement(
+        message_id=message.id,
+        status=message_status,
+        next_attempt_at=decision.next_attempt_at
+        if message_status is MessageStatus.deferred
+        else None,
+        recipients=changes,
+        attempt=attempt,
     )
-    return message_status

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from app.messages.accepted import NewMessage
 from app.messages.batch import ItemOutcome
 from app.messages.models import Message
 from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
 
 
-def message_out(message: Message) -> MessageOut:
+def message_out(message: Message | NewMessage) -> MessageOut:
     return MessageOut(
         id=message.id,
         status=message.status,
