@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
 from tests.support.relay import ScriptedRelay, make_tls_contexts
+from worker.smtp import CHECK_AFTER_IDLE_SECONDS
 from worker.tasks import deliver_messages
 
 RelayFactory = Callable[..., ScriptedRelay]
@@ -39,15 +41,34 @@ def verbs(relay: ScriptedRelay) -> list[str]:
     return [line.split()[0].upper() for _, line in relay.commands]
 
 
-def test_fifty_messages_share_one_connection_with_rset_between(start_relay: RelayFactory) -> None:
+def test_fifty_messages_share_one_connection_back_to_back(start_relay: RelayFactory) -> None:
     relay = start_relay()
     ids = [submit(to=[f"r{i}@example.org"]) for i in range(50)]
     for start in range(0, 50, 20):
         deliver_messages(ids[start : start + 20])
     assert {fetch(i).status for i in ids} == {"sent"}
     assert relay.connections == 1
-    assert verbs(relay).count("RSET") == 49
     assert verbs(relay).count("EHLO") == 1
+    # Each transaction ended with the reply to its final dot: no RSET between them.
+    assert verbs(relay).count("RSET") == 0
+    assert verbs(relay).count("MAIL") == 50
+
+
+def test_an_idle_connection_is_checked_with_rset_and_one_left_open_is_reset(
+    start_relay: RelayFactory,
+) -> None:
+    relay = start_relay()
+    deliver_messages([submit()])
+    time.sleep(CHECK_AFTER_IDLE_SECONDS + 0.2)
+    deliver_messages([submit()])
+    assert verbs(relay).count("RSET") == 1, "the idle connection was checked first"
+    relay.script_rcpt("nobody@example.org", "550 5.1.1 No such user here")
+    refused = submit(to=["nobody@example.org"])
+    deliver_messages([refused, submit()])
+    assert fetch(refused).status == "failed"
+    # MAIL FROM without DATA leaves a transaction open: the next message resets it first.
+    assert verbs(relay)[-6:] == ["MAIL", "RCPT", "RSET", "MAIL", "RCPT", "DATA"]
+    assert relay.connections == 1
 
 
 def test_a_connection_is_reopened_after_the_per_connection_cap(

@@ -16,7 +16,7 @@ log = logging.getLogger("pochta.dispatch")
 
 # Ids per task: large enough to reuse one connection for several messages, small
 # enough that both worker processes get a share of a burst.
-CHUNK = 20
+CHUNK = 50
 
 
 def publish(message_ids: Sequence[str], chunk: int = CHUNK) -> bool:

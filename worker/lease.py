@@ -1,6 +1,6 @@
 """A task's hold on the messages it claimed: one lease each, renewed as its turn comes.
 
-A task claims up to twenty messages at once, under one lease. Each message's own SMTP
+A task claims up to fifty messages at once, under one lease. Each message's own SMTP
 transaction starts only if the task still holds it, with its lease renewed when less
 than half is left, so a slow relay cannot make a later message look abandoned while
 its worker is alive. The attempt is recorded only while the hold is still the task's

@@ -9,7 +9,7 @@ recipients, attempts and messages.
 An outcome waits only briefly: the group is written as soon as the SMTP transactions
 it covers span FLUSH_AFTER (from the start of the oldest). So what is sent but not yet
 recorded is at most what the relay took within that time: with a slow relay, nothing
-while the next message is sent; never more than a task's twenty. The group is always
+while the next message is sent; never more than a task's fifty. The group is always
 written before the task returns or hands messages back. A worker killed meanwhile
 loses those records, and those messages are sent again, with the same Message-ID, once
 their lease runs out (docs/guarantees.md).

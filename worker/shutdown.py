@@ -1,8 +1,8 @@
 """Whether this worker is stopping: set in the main process on SIGTERM, read by its pool.
 
 Celery's warm shutdown (SIGTERM to the main process) waits for the running tasks, but
-only the main process hears it: a pool process running a task of twenty messages would
-go on to deliver all twenty. The flag lives in shared memory made before the pool
+only the main process hears it: a pool process running a task of fifty messages would
+go on to deliver all fifty. The flag lives in shared memory made before the pool
 forks, so a pool process sees it flip and stops after the message in progress.
 """
 

@@ -233,6 +233,9 @@ class RelayConnection:
             ) from None
         reply = Reply.parse(code, text)
         self.transactions += 1
+        # The reply to the final dot ends the transaction, whatever its code (RFC 5321
+        # §4.1.1.4): the next MAIL FROM needs no RSET.
+        self.needs_reset = False
         self._after(reply)
         return reply
 
@@ -278,6 +281,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+# Back to back, a connection that just answered is used as it is; after this long idle,
+# an RSET checks it first, as Postfix does for a cached session.
+CHECK_AFTER_IDLE_SECONDS = 1.0
+
+
 class RelayPool:
     """This process's connection to the relay, reopened when it dies, ages or idles out."""
 
@@ -297,7 +305,12 @@ class RelayPool:
             worn = current.transactions >= self.settings.smtp_max_messages_per_connection
             if idle > self.settings.smtp_max_idle_seconds or worn:
                 current.close()
-            elif not current.needs_reset or current.reset():
+            elif current.needs_reset or idle > CHECK_AFTER_IDLE_SECONDS:
+                # RSET ends a transaction left open, and proves that a connection which
+                # sat idle is still there before a message's attempt depends on it.
+                if current.reset():
+                    return current
+            else:
                 return current
         connection = RelayConnection(self.settings, self._context)
         self._connection = connection
