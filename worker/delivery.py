@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection
 from worker.smtp.pool import RelayPool
 
 Clock = Callable[[], datetime]
+
+log = logging.getLogger("pochta.smtp")
 
 
 def _status_of(reply: Reply) -> RecipientStatus:
@@ -72,10 +75,15 @@ def deliver(pool: RelayPool, message: Message, clock: Clock) -> AttemptResult:
     try:
         try:
             return _attempt_on(_checked_connection(pool, message), attempt)
-        except StaleConnection:
+        except StaleConnection as stale:
             # The relay closed the pooled connection before our first command reached it
             # (Postfix treats a cached connection this way): no transaction began, so the
             # same attempt goes on over a fresh one, once. A fresh one failing is a deferral.
+            log.info(
+                "the relay had closed the pooled connection; reopening (%s)",
+                stale,
+                extra={"relay": pool.settings.relay, "message_id": message.id},
+            )
             return _attempt_on(pool.acquire(), attempt)
     except RelayError as error:
         return attempt.broke(error)
