@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from app.messages.attempts import AttemptResult, RecipientResult, Reply
 from app.messages.models import Message
 from app.messages.states import OPEN_RECIPIENT, RecipientStatus, Stage
-from worker.smtp import NoReplyAfterData, RelayConnection, RelayPool, SessionError
+from worker.smtp.connection import RelayConnection
+from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection
+from worker.smtp.pool import RelayPool
 
 Clock = Callable[[], datetime]
+
+log = logging.getLogger("pochta.smtp")
 
 
 def _status_of(reply: Reply) -> RecipientStatus:
@@ -25,8 +30,8 @@ def _too_many_recipients(reply: Reply) -> bool:
     return reply.code in (452, 552)
 
 
-class _Attempt:
-    """The bookkeeping of one attempt while its transactions run."""
+class AttemptInProgress:
+    """One attempt while its transactions run: who is settled so far, and how."""
 
     def __init__(self, message: Message, relay: str, clock: Clock) -> None:
         self.message = message
@@ -47,7 +52,7 @@ class _Attempt:
         self.result.finished_at = self.clock()
         return self.result
 
-    def broke(self, error: SessionError) -> AttemptResult:
+    def broke(self, error: RelayError) -> AttemptResult:
         """The session failed: what is still unsettled gets that failure."""
         status = RecipientStatus.failed if error.is_permanent else RecipientStatus.deferred
         self.settle(self.unsettled(), RecipientResult(status, error.reply, note=error.error))
@@ -66,25 +71,45 @@ class _Attempt:
 
 def deliver(pool: RelayPool, message: Message, clock: Clock) -> AttemptResult:
     """Try every open recipient of message once, over the pool's connection."""
-    attempt = _Attempt(message, pool.settings.relay, clock)
+    attempt = AttemptInProgress(message, pool.settings.relay, clock)
     try:
-        connection = pool.acquire()
-    except SessionError as error:
+        try:
+            return _attempt_on(_checked_connection(pool, message), attempt)
+        except StaleConnection as stale:
+            # The relay closed the pooled connection before our first command reached it
+            # (Postfix treats a cached connection this way): no transaction began, so the
+            # same attempt goes on over a fresh one, once. A fresh one failing is a deferral.
+            log.info(
+                "the relay had closed the pooled connection; reopening (%s)",
+                stale,
+                extra={"relay": pool.settings.relay, "message_id": message.id},
+            )
+            return _attempt_on(pool.acquire(), attempt)
+    except RelayError as error:
         return attempt.broke(error)
-    caps = connection.capabilities
-    if caps.size is not None and message.size > caps.size:
-        return attempt.refuse_all(
-            "5.3.4", f"message is {message.size} bytes; the relay accepts at most {caps.size}"
-        )
-    if message.needs_smtputf8 and not caps.smtputf8:
-        return attempt.refuse_all(
-            "5.6.7",
-            "an address is not ASCII and the relay does not offer SMTPUTF8 (RFC 6531)",
-        )
-    try:
-        return _transactions(connection, attempt)
-    except SessionError as error:
-        return attempt.broke(error)
+
+
+def _checked_connection(pool: RelayPool, message: Message) -> RelayConnection:
+    """The pool's connection; proven alive first if what it announced would refuse message."""
+    connection = pool.acquire()
+    if connection.proven_alive or _refusal(connection, message) is None:
+        return connection
+    # A permanent refusal must rest on a live session's EHLO, not on a connection the
+    # relay may have closed before announcing more: RSET proves it, or a new one answers.
+    if connection.reset():
+        return connection
+    return pool.acquire()
+
+
+def _refusal(connection: RelayConnection, message: Message) -> tuple[str, str] | None:
+    return connection.capabilities.refusal(message.size, message.needs_smtputf8)
+
+
+def _attempt_on(connection: RelayConnection, attempt: AttemptInProgress) -> AttemptResult:
+    refusal = _refusal(connection, attempt.message)
+    if refusal is not None:
+        return attempt.refuse_all(*refusal)
+    return _transactions(connection, attempt)
 
 
 def _mail_options(connection: RelayConnection, message: Message) -> list[str]:
@@ -95,7 +120,7 @@ def _mail_options(connection: RelayConnection, message: Message) -> list[str]:
     return options
 
 
-def _transactions(connection: RelayConnection, attempt: _Attempt) -> AttemptResult:
+def _transactions(connection: RelayConnection, attempt: AttemptInProgress) -> AttemptResult:
     """As many transactions as the relay's recipient limits need, one after another."""
     message = attempt.message
     options = _mail_options(connection, message)
@@ -139,7 +164,7 @@ def _transactions(connection: RelayConnection, attempt: _Attempt) -> AttemptResu
                 attempt.settle(attempt.unsettled(), RecipientResult(_status_of(last), last))
                 return attempt.end(Stage.data, last)
         if remaining and not connection.reset():
-            raise SessionError(
+            raise RelayError(
                 Stage.mail, error="the relay dropped the connection between transactions"
             )
     if refusal is not None:

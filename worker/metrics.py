@@ -16,7 +16,9 @@ from app.messages.attempts import AttemptResult
 from app.messages.models import Message
 from app.messages.states import FINAL, AttemptOutcome, MessageStatus, attempt_outcome_for
 from app.metrics import scrape_registry
-from worker.smtp import RelayConnection, RelayPool, SessionError
+from worker.smtp.connection import RelayConnection
+from worker.smtp.errors import RelayError
+from worker.smtp.pool import RelayPool
 
 log = logging.getLogger("pochta.metrics")
 
@@ -71,7 +73,7 @@ def record_attempt(message: Message, result: AttemptResult, status: MessageStatu
 
 
 class ObservedRelayPool(RelayPool):
-    """The relay pool, counting its connections' events (worker/smtp.py stays unaware)."""
+    """The relay pool, counting its connections' events (worker/smtp/ stays unaware)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -81,7 +83,7 @@ class ObservedRelayPool(RelayPool):
         tried_before = self.connections_opened
         try:
             connection = super().acquire()
-        except SessionError:
+        except RelayError:
             # Only opening a new connection raises; the old one, if any, is gone.
             self._gone()
             RELAY_CONNECTIONS.labels("failed").inc()

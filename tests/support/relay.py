@@ -81,6 +81,9 @@ class ScriptedRelay:
         self.ehlo_refused = ehlo_refused
         self.stall_after_data = 0.0
         self.drop_during_data = False
+        # Close a connection (no 421, as relays capping messages per connection do) once it
+        # has had this many messages accepted.
+        self.close_after_messages: int | None = None
         self._cond = threading.Condition()
         self._messages: list[Received] = []
         self._commands: list[tuple[int, str]] = []
@@ -133,6 +136,24 @@ class ScriptedRelay:
         with contextlib.suppress(Exception):
             hang_up.result(timeout=5)
         controller.stop()
+
+    def reload(self, **settings: Any) -> None:
+        """Take new settings and close every client connection, keeping the port: a reload."""
+        for name, value in settings.items():
+            if not hasattr(self, name) or name.startswith("_"):
+                raise AttributeError(f"ScriptedRelay has no setting {name!r}")
+            setattr(self, name, value)
+        controller = self._controller
+        if controller is None:
+            return
+        hang_up = asyncio.run_coroutine_threadsafe(self._hang_up_clients(), controller.loop)
+        hang_up.result(timeout=5)
+
+    async def _hang_up_clients(self) -> None:
+        for session in list(self._sessions):
+            session.hang_up()
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     async def _hang_up_all(self, controller: _Controller) -> None:
         if controller.server is not None:
@@ -226,6 +247,7 @@ class ScriptedRelay:
             self._failures.clear()
         self.stall_after_data = 0.0
         self.drop_during_data = False
+        self.close_after_messages = None
 
     # called from the relay's loop
 
@@ -390,6 +412,9 @@ class _Handler:
                 connection=server.connection,
             )
         )
+        server.accepted += 1
+        if relay.close_after_messages is not None:
+            server.hang_up_after_reply = server.accepted >= relay.close_after_messages
         return _Verbatim(reply) if reply is not None else "250 2.0.0 Message accepted"
 
 
@@ -406,6 +431,8 @@ class _RelaySMTP(SMTP):
         self.relay = relay
         self.connection = 0
         self.hung_up = False
+        self.accepted = 0
+        self.hang_up_after_reply = False
         self._greeting: str | None = None
         self._in_auth_exchange = False
         super().__init__(handler, **kwargs)
@@ -502,7 +529,7 @@ class _RelaySMTP(SMTP):
         elif not isinstance(status, _Verbatim) and not self.relay.enhanced_status_codes:
             reply = _ENHANCED.sub(r"\1\2", reply)
         await super().push(reply)
-        if reply.startswith("421"):
+        if reply.startswith("421") or self.hang_up_after_reply:
             self.hang_up()
 
     async def smtp_EHLO(self, hostname: str) -> None:

@@ -1,4 +1,4 @@
-"""The relay session: one ESMTP connection driven with smtplib, reused across messages."""
+"""One ESMTP connection to the relay, driven with smtplib: opened, then MAIL, RCPT, DATA."""
 
 from __future__ import annotations
 
@@ -7,70 +7,16 @@ import re
 import smtplib
 import ssl
 import time
-from dataclasses import dataclass
 
 from app.config import Settings, SmtpSecurity
 from app.messages.attempts import Reply
 from app.messages.states import Stage
+from worker.smtp.capabilities import Capabilities
+from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection
 
 log = logging.getLogger("pochta.smtp")
 
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
-
-
-class SessionError(Exception):
-    """The session broke at a stage: with the relay's reply, or an error when it said nothing."""
-
-    def __init__(self, stage: Stage, *, reply: Reply | None = None, error: str | None = None):
-        super().__init__(str(reply) if reply else error)
-        self.stage = stage
-        self.reply = reply
-        self.error = error
-
-    @property
-    def is_permanent(self) -> bool:
-        # Before MAIL FROM a refusal is about the relay or our settings (greeting, TLS,
-        # credentials), never the message: temporary, as Postfix's smtp_skip_5xx_greeting
-        # and soft bounce for AUTH. Only 5xx to the transaction itself are permanent.
-        return (
-            self.reply is not None
-            and self.reply.is_permanent
-            and self.stage in (Stage.mail, Stage.rcpt, Stage.data)
-        )
-
-
-class NoReplyAfterData(SessionError):
-    """The final dot went out and no reply came: the relay may have taken the message."""
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What EHLO announced that changes how Pochta sends."""
-
-    size: int | None
-    eightbitmime: bool
-    smtputf8: bool
-    rcpt_limit: int | None
-
-    @classmethod
-    def of(cls, client: smtplib.SMTP) -> Capabilities:
-        size = client.esmtp_features.get("size", "").strip()
-        return cls(
-            size=int(size) if size.isdigit() and int(size) > 0 else None,
-            eightbitmime=client.has_extn("8bitmime"),
-            smtputf8=client.has_extn("smtputf8"),
-            rcpt_limit=_rcpt_limit(client),
-        )
-
-
-def _rcpt_limit(client: smtplib.SMTP) -> int | None:
-    # RFC 9422 LIMITS RCPTMAX=n, and the older X-RCPTLIMIT n some relays announce.
-    limits = client.esmtp_features.get("limits", "")
-    match = re.search(r"RCPTMAX=(\d+)", limits, re.IGNORECASE)
-    if match is None:
-        match = re.match(r"\s*(\d+)", client.esmtp_features.get("x-rcptlimit", ""))
-    value = int(match.group(1)) if match else 0
-    return value if value > 0 else None
 
 
 def dot_stuffed(raw: bytes) -> bytes:
@@ -99,6 +45,10 @@ class RelayConnection:
         self.transactions = 0
         # A MAIL FROM was sent since the last RSET: the next transaction needs one first.
         self.needs_reset = False
+        # The relay answered since the pool handed this connection out again: its socket and
+        # what its EHLO announced can be trusted. A relay may close a pooled connection at
+        # any time (reload, idle timeout, a cap per connection) without Pochta noticing.
+        self.proven_alive = False
         self.last_used = time.monotonic()
         self._context = context
         self._client: smtplib.SMTP | None = None
@@ -109,7 +59,7 @@ class RelayConnection:
         return self._client is not None and self._client.sock is not None
 
     def open(self) -> None:
-        """Connect, greet, secure and authenticate as the settings say; SessionError if not."""
+        """Connect, greet, secure and authenticate as the settings say; RelayError if not."""
         settings = self.settings
         try:
             self._stage = Stage.connect
@@ -135,13 +85,13 @@ class RelayConnection:
             if settings.smtp_security is SmtpSecurity.starttls:
                 self._stage = Stage.starttls
                 if not client.has_extn("starttls"):
-                    raise SessionError(Stage.starttls, error="the relay does not offer STARTTLS")
+                    raise RelayError(Stage.starttls, error="the relay does not offer STARTTLS")
                 self._expect(client.starttls(context=self._context), 220)
                 self._greet(client)
             if settings.smtp_username is not None and settings.smtp_password is not None:
                 self._stage = Stage.auth
                 client.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-        except SessionError:
+        except RelayError:
             self.close()
             raise
         except smtplib.SMTPResponseException as error:
@@ -149,13 +99,14 @@ class RelayConnection:
             reply = Reply.parse(error.smtp_code, error.smtp_error)
             if self._stage is Stage.auth:
                 _log_auth_problem(settings, str(reply))
-            raise SessionError(self._stage, reply=reply) from None
+            raise RelayError(self._stage, reply=reply) from None
         except (OSError, smtplib.SMTPException) as error:
             self.close()
             if self._stage is Stage.auth:
                 _log_auth_problem(settings, _describe(error))
-            raise SessionError(self._stage, error=_describe(error)) from None
+            raise RelayError(self._stage, error=_describe(error)) from None
         self.capabilities = Capabilities.of(client)
+        self.proven_alive = True
         self.last_used = time.monotonic()
         log.info("relay connection opened", extra={"relay": settings.relay})
 
@@ -163,14 +114,14 @@ class RelayConnection:
         self._stage = Stage.ehlo
         code, text = client.ehlo()
         if code == 421 or (code != 250 and not 500 <= code < 600):
-            raise SessionError(Stage.ehlo, reply=Reply.parse(code, text))
+            raise RelayError(Stage.ehlo, reply=Reply.parse(code, text))
         if code != 250:
             # RFC 5321 §3.2: a server that does not know EHLO gets HELO.
             self._expect(client.helo(), 250)
 
     def _expect(self, answer: tuple[int, bytes], code: int) -> None:
         if answer[0] != code:
-            raise SessionError(self._stage, reply=Reply.parse(*answer))
+            raise RelayError(self._stage, reply=Reply.parse(*answer))
 
     def reset(self) -> bool:
         """RSET before the next transaction; False if the connection is no longer usable."""
@@ -186,12 +137,18 @@ class RelayConnection:
             self.close()
             return False
         self.needs_reset = False
+        self.proven_alive = True
         return True
 
     def command(self, stage: Stage, verb: str, argument: str, options: list[str]) -> Reply:
-        """MAIL or RCPT; a dropped connection is a SessionError at that stage."""
+        """MAIL or RCPT; a dropped connection is a RelayError at that stage.
+
+        On a connection reused without a check, a drop or a 421 is a StaleConnection: the
+        relay closed it while it sat in the pool, which says nothing about the message.
+        """
         client = self._require(stage)
         self._stage = stage
+        broken = RelayError if self.proven_alive else StaleConnection
         try:
             if verb == "mail":
                 self.needs_reset = True
@@ -200,8 +157,11 @@ class RelayConnection:
                 code, text = client.rcpt(argument, options)
         except (OSError, smtplib.SMTPException) as error:
             self.close()
-            raise SessionError(stage, error=_describe(error)) from None
+            raise broken(stage, error=_describe(error)) from None
         reply = Reply.parse(code, text)
+        if reply.code == 421 and broken is StaleConnection:
+            self.close()
+            raise StaleConnection(stage, reply=reply)
         self._after(reply)
         return reply
 
@@ -213,7 +173,7 @@ class RelayConnection:
             code, text = client.getreply()
         except (OSError, smtplib.SMTPException) as error:
             self.close()
-            raise SessionError(Stage.data, error=_describe(error)) from None
+            raise RelayError(Stage.data, error=_describe(error)) from None
         if code != 354:
             reply = Reply.parse(code, text)
             self._after(reply)
@@ -222,7 +182,7 @@ class RelayConnection:
             client.send(dot_stuffed(raw))
         except (OSError, smtplib.SMTPException) as error:
             self.close()
-            raise SessionError(Stage.data, error=_describe(error)) from None
+            raise RelayError(Stage.data, error=_describe(error)) from None
         try:
             code, text = client.getreply()
         except (OSError, smtplib.SMTPException) as error:
@@ -240,6 +200,7 @@ class RelayConnection:
         return reply
 
     def _after(self, reply: Reply) -> None:
+        self.proven_alive = True
         self.last_used = time.monotonic()
         if reply.code == 421:
             # RFC 5321 §3.8: the relay is closing; this connection must not be reused.
@@ -247,7 +208,7 @@ class RelayConnection:
 
     def _require(self, stage: Stage) -> smtplib.SMTP:
         if self._client is None:
-            raise SessionError(stage, error="connection is closed")
+            raise RelayError(stage, error="connection is closed")
         return self._client
 
     def close(self) -> None:
@@ -279,46 +240,3 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError | smtplib.SMTPServerDisconnected) and "timed out" in text:
         return f"timed out: {text}"
     return f"{type(error).__name__}: {text}"
-
-
-# Back to back, a connection that just answered is used as it is; after this long idle,
-# an RSET checks it first, as Postfix does for a cached session.
-CHECK_AFTER_IDLE_SECONDS = 1.0
-
-
-class RelayPool:
-    """This process's connection to the relay, reopened when it dies, ages or idles out."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.connections_opened = 0
-        self._context = (
-            tls_context(settings) if settings.smtp_security is not SmtpSecurity.none else None
-        )
-        self._connection: RelayConnection | None = None
-
-    def acquire(self) -> RelayConnection:
-        """A connection ready for MAIL FROM: the current one after RSET, or a new one."""
-        current = self._connection
-        if current is not None and current.is_open:
-            idle = time.monotonic() - current.last_used
-            worn = current.transactions >= self.settings.smtp_max_messages_per_connection
-            if idle > self.settings.smtp_max_idle_seconds or worn:
-                current.close()
-            elif current.needs_reset or idle > CHECK_AFTER_IDLE_SECONDS:
-                # RSET ends a transaction left open, and proves that a connection which
-                # sat idle is still there before a message's attempt depends on it.
-                if current.reset():
-                    return current
-            else:
-                return current
-        connection = RelayConnection(self.settings, self._context)
-        self._connection = connection
-        self.connections_opened += 1
-        connection.open()
-        return connection
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None

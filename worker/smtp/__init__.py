@@ -1,0 +1,1 @@
+"""The relay session: how it breaks, what EHLO announced, one connection, the pool reusing it."""
