@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import health, idempotency, messages, metrics, openapi, problems
+from app.api import access_log, health, idempotency, messages, metrics, openapi, problems
 from app.config import get_settings
 from app.errors import PayloadTooLarge
 from worker.dispatch import doorbell
@@ -88,4 +88,6 @@ def create_app() -> FastAPI:
     app.include_router(metrics.router)
     openapi.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    # Outermost (added last), so that the 413s BodyLimit answers are logged too.
+    app.add_middleware(access_log.AccessLog)
     return app

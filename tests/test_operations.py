@@ -224,3 +224,24 @@ def test_a_delivery_logs_one_json_line_and_no_secret_reaches_any_log(
     for name, text in logs.items():
         for secret in (RELAY_PASSWORD, plain, key, "pk_wrong-key", BODY):
             assert secret not in text, f"{secret!r} in the {name} log"
+
+
+def test_the_api_process_logs_one_json_access_line_per_request(stack: Stack, key: str) -> None:
+    with stack.client("pk_wrong-key") as stranger:
+        refused = stranger.get("/v1/messages", headers={"X-Request-Id": "ops-check-401"})
+    assert refused.status_code == 401
+    assert refused.headers["x-request-id"] == "ops-check-401"
+    with stack.client(key) as client:
+        accepted = client.post(
+            "/v1/messages", json={"from": "a@example.org", "to": ["b@example.org"], "text": "x"}
+        )
+    assert accepted.status_code == 202
+    time.sleep(0.5)  # let the API process flush its log
+
+    api_log = (stack.logdir / "api.log").read_text().splitlines()
+    access = [r for r in map(json.loads, api_log) if r["logger"] == "pochta.access"]
+    (denied,) = [r for r in access if r["request_id"] == "ops-check-401"]
+    assert (denied["method"], denied["path"], denied["status"]) == ("GET", "/v1/messages", 401)
+    (created,) = [r for r in access if r["request_id"] == accepted.headers["x-request-id"]]
+    assert (created["status"], created["tenant"]) == (202, "acme")
+    assert created["message_id"] == accepted.json()["id"]
