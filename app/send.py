@@ -25,8 +25,7 @@ EXIT_TIMED_OUT = 3
 EXIT_STATUSES = f"""exit status:
   0  accepted (without --wait), or sent to every recipient (with --wait)
   {EXIT_NOT_SENT}  the API did not accept it (its problem is printed), or it is final
-     but not sent to everyone:
-     failed, partially_sent or canceled
+     but not sent to everyone: failed, partially_sent or canceled
   {EXIT_USAGE}  a usage error, no API key, or the API cannot be reached
   {EXIT_TIMED_OUT}  with --wait: not final when --timeout ran out (the message goes on)
 """
