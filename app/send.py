@@ -129,8 +129,9 @@ class _Progress:
     def tell(self, message: dict[str, Any]) -> None:
         attempts = message.get("attempts") or []
         for attempt in attempts[self.attempts_told :]:
-            last = attempt is attempts[-1]
-            next_at = message.get("next_attempt_at") if last else None
+            # Only the latest deferral's next attempt is still ahead.
+            ahead = attempt is attempts[-1] and attempt["outcome"] in {"deferred", "mixed"}
+            next_at = message.get("next_attempt_at") if ahead else None
             print(_attempt_line(attempt, next_at), file=sys.stderr, flush=True)
         self.attempts_told = len(attempts)
         status = message["status"]

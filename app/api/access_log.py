@@ -13,6 +13,7 @@ import random
 import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,8 +44,9 @@ def _path_template(scope: Scope) -> str:
         return template
     # No route matched (404, or answered before routing): the path as it came, still
     # percent-encoded, so that no decoded newline can forge a line of the text log.
-    raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    return raw.split(b"?", 1)[0][:200].decode("ascii", "replace")
+    raw = scope.get("raw_path")
+    path = raw.decode("ascii", "replace") if raw else quote(scope["path"])
+    return path.split("?", 1)[0][:200]
 
 
 class AccessLog:
