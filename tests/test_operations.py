@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -306,3 +307,17 @@ def test_pochta_send_wait_gives_up_after_its_timeout_with_its_own_exit_status(
     default = pochta_send(stack, "--help")
     assert "default 60" in default.stdout
     assert "3  with --wait: not final when --timeout ran out" in default.stdout
+
+
+def test_a_load_balancer_probing_with_head_gets_the_status_and_no_body(stack: Stack) -> None:
+    host, port = stack.url.removeprefix("http://").split(":")
+    for path in ("/healthz", "/readyz"):
+        got = httpx.get(f"{stack.url}{path}", timeout=10)
+        # A raw socket: an HTTP client would not read a body after HEAD, were one sent.
+        with socket.create_connection((host, int(port)), timeout=10) as probe:
+            probe.sendall(f"HEAD {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n".encode())
+            answer = b"".join(iter(lambda: probe.recv(65536), b""))
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (path, head)
+        assert f"content-length: {len(got.content)}".encode() in head.lower(), head
+        assert body == b"", (path, body)
