@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import health, idempotency, messages, metrics, openapi, problems
+from app.api import (
+    access_log,
+    docs_pages,
+    health,
+    idempotency,
+    messages,
+    metrics,
+    openapi,
+    problems,
+)
 from app.config import get_settings
 from app.errors import PayloadTooLarge
 from worker.dispatch import doorbell
@@ -77,6 +86,9 @@ def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
         lifespan=_lifespan,
+        # FastAPI's pages load their scripts from a CDN; docs_pages serves them itself.
+        docs_url=None,
+        redoc_url=None,
         title="Pochta",
         version="1",
         summary="Send email over HTTP; ask what the relay said to every recipient.",
@@ -87,5 +99,8 @@ def create_app() -> FastAPI:
     app.include_router(messages.router)
     app.include_router(metrics.router)
     openapi.install(app)
+    docs_pages.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    # Outermost (added last), so that the 413s BodyLimit answers are logged too.
+    app.add_middleware(access_log.AccessLog)
     return app

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.conftest import Env
-from tests.support.services import PostgresServer, RedisServer
+from tests.support.services import PostgresServer, RedisServer, free_port
 
 
 def test_readyz_names_what_is_down_and_healthz_does_not_care(
@@ -40,3 +40,19 @@ def test_readyz_names_what_is_down_and_healthz_does_not_care(
         assert ready() == (503, "unreachable: database")
         database.start()
         assert ready() == (200, "")
+
+
+def test_head_on_both_probes_answers_like_get_without_a_body(sqlite_env: Env) -> None:
+    from app.main import create_app
+
+    client = TestClient(create_app(), raise_server_exceptions=False)
+    for path in ("/healthz", "/readyz"):
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+
+    sqlite_env["POCHTA_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    down = TestClient(create_app(), raise_server_exceptions=False).head("/readyz")
+    assert (down.status_code, down.content) == (503, b"")
+    assert down.headers["content-type"] == "application/problem+json"

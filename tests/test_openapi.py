@@ -8,6 +8,7 @@ be accepted.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,28 @@ schema = schemathesis.openapi.from_asgi(
 @schema.parametrize()
 def test_every_route_answers_as_documented(case: Case[Any], fuzz_key: str) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"})
+
+
+def test_docs_and_redoc_load_every_asset_from_this_server(sqlite_env: Env) -> None:
+    """Offline, a page that fetches a script from a CDN is a blank page."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(_app())
+    wanted = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "json"}
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        html = response.text
+        assert "//" not in html, f"{page} names another origin (http://, https://, //)"
+        urls = re.findall(r"""(?:src|href|spec-url|url)\s*[=:]\s*["']([^"']+)["']""", html)
+        scripts = [url for url in urls if url.endswith(".js")]
+        assert scripts, f"{page} loads no script of ours"
+        assert "/openapi.json" in urls
+        for url in urls:
+            assert url.startswith("/"), url
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            kind = next(v for k, v in wanted.items() if url.endswith(k))
+            assert kind in asset.headers["content-type"], (url, asset.headers["content-type"])
+            assert len(asset.content) > 1000, f"{url} is not the real thing"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from tests.support.stack import Stack
 RELAY_USER = "pochta-relay-user"
 RELAY_PASSWORD = "relay-Pa55-never-logged"
 BODY = "the-body-text-never-logged"
+RETRY_SECONDS = 2
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,8 @@ def stack(
     ops_env: Env, relay: ScriptedRelay, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     ops_env["POCHTA_LOG_FORMAT"] = "json"
+    # A greylisted message comes back within seconds, for `pochta send --wait` to watch.
+    ops_env["POCHTA_RETRY_MAX_SECONDS"] = ops_env["POCHTA_RETRY_BASE_SECONDS"] = str(RETRY_SECONDS)
     ops_env["POCHTA_WORKER_METRICS_PORT"] = str(free_port())
     with Stack(
         ops_env.for_subprocess(), Path(tmp_path_factory.mktemp("logs")), concurrency=2
@@ -69,15 +74,19 @@ def key(stack: Stack) -> str:
     return make_key()
 
 
-def pochta_send(
-    stack: Stack, *args: str, key: str | None = None
-) -> subprocess.CompletedProcess[str]:
+def send_env(stack: Stack, key: str | None) -> dict[str, str]:
     env = {k: v for k, v in stack.env.items() if k != "POCHTA_API_KEY"}
     if key is not None:
         env["POCHTA_API_KEY"] = key
+    return env
+
+
+def pochta_send(
+    stack: Stack, *args: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", "send", "--api", stack.url, *args],
-        env=env,
+        env=send_env(stack, key),
         capture_output=True,
         text=True,
         timeout=60,
@@ -224,3 +233,91 @@ def test_a_delivery_logs_one_json_line_and_no_secret_reaches_any_log(
     for name, text in logs.items():
         for secret in (RELAY_PASSWORD, plain, key, "pk_wrong-key", BODY):
             assert secret not in text, f"{secret!r} in the {name} log"
+
+
+def test_the_api_process_logs_one_json_access_line_per_request(stack: Stack, key: str) -> None:
+    with stack.client("pk_wrong-key") as stranger:
+        refused = stranger.get("/v1/messages", headers={"X-Request-Id": "ops-check-401"})
+    assert refused.status_code == 401
+    assert refused.headers["x-request-id"] == "ops-check-401"
+    with stack.client(key) as client:
+        accepted = client.post(
+            "/v1/messages", json={"from": "a@example.org", "to": ["b@example.org"], "text": "x"}
+        )
+    assert accepted.status_code == 202
+    time.sleep(0.5)  # let the API process flush its log
+
+    api_log = (stack.logdir / "api.log").read_text().splitlines()
+    access = [r for r in map(json.loads, api_log) if r["logger"] == "pochta.access"]
+    (denied,) = [r for r in access if r["request_id"] == "ops-check-401"]
+    assert (denied["method"], denied["path"], denied["status"]) == ("GET", "/v1/messages", 401)
+    (created,) = [r for r in access if r["request_id"] == accepted.headers["x-request-id"]]
+    assert (created["status"], created["tenant"]) == (202, "acme")
+    assert created["message_id"] == accepted.json()["id"]
+
+
+def test_pochta_send_wait_tells_each_attempt_on_stderr_as_it_happens(
+    stack: Stack, relay: ScriptedRelay, key: str
+) -> None:
+    relay.script_rcpt("grey@example.org", "451 4.7.1 Greylisted, try later")
+    command = [sys.executable, "-m", "app.cli", "send", "--api", stack.url, "--wait"]
+    fields = ["--from", "a@example.org", "--to", "grey@example.org", "--text", "x"]
+    with subprocess.Popen(
+        [*command, *fields], env=send_env(stack, key), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        assert process.stderr is not None
+        before: list[str] = []
+        while not (first := process.stderr.readline().rstrip("\n")).startswith("attempt"):
+            assert first, f"exited before telling the first attempt: {before}"
+            before.append(first)
+        assert process.poll() is None, "the deferral is told while it waits, not at the end"
+        out, rest = process.communicate(timeout=60)
+    assert process.returncode == 0, [*before, first, rest]
+
+    statuses = {"queued", "sending"}
+    assert set(before) <= statuses, before
+    assert re.fullmatch(
+        r"attempt 1: deferred 451 4\.7\.1 Greylisted, try later, next at 20\S+", first
+    ), first
+    after = rest.splitlines()
+    assert after[-1] == "sent", after
+    (second,) = [line for line in after[:-1] if line not in statuses]
+    assert second == "attempt 2: sent 250 2.0.0 Message accepted", after
+    assert out.splitlines()[1:] == ["sent", "grey@example.org\tsent\t250\t2.0.0\tMessage accepted"]
+
+
+def test_pochta_send_wait_gives_up_after_its_timeout_with_its_own_exit_status(
+    stack: Stack, relay: ScriptedRelay, key: str
+) -> None:
+    relay.script_rcpt("slow@example.org", *["451 4.7.1 Greylisted, try later"] * 5)
+    started = time.monotonic()
+    waited = pochta_send(
+        stack, "--from", "a@example.org", "--to", "slow@example.org", "--text", "x",
+        "--wait", "--timeout", "1", key=key,
+    )  # fmt: skip
+    assert waited.returncode == 3, waited.stderr
+    assert time.monotonic() - started < 1 + RETRY_SECONDS + 5
+    message_id = waited.stdout.strip()
+    assert f"pochta send: {message_id} not final after 1s" in waited.stderr
+    with stack.client(key) as client:
+        assert client.get(f"/v1/messages/{message_id}").json()["status"] != "sent"
+        client.post(f"/v1/messages/{message_id}/cancel")  # it would retry on for a while
+
+    default = pochta_send(stack, "--help")
+    assert "default 60" in default.stdout
+    assert "3  with --wait: not final when --timeout ran out" in default.stdout
+
+
+def test_a_load_balancer_probing_with_head_gets_the_status_and_no_body(stack: Stack) -> None:
+    host, port = stack.url.removeprefix("http://").split(":")
+    for path in ("/healthz", "/readyz"):
+        got = httpx.get(f"{stack.url}{path}", timeout=10)
+        # A raw socket: an HTTP client would not read a body after HEAD, were one sent.
+        with socket.create_connection((host, int(port)), timeout=10) as probe:
+            probe.sendall(f"HEAD {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n".encode())
+            answer = b"".join(iter(lambda: probe.recv(65536), b""))
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (path, head)
+        assert f"content-length: {len(got.content)}".encode() in head.lower(), head
+        assert body == b"", (path, body)

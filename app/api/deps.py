@@ -45,6 +45,11 @@ class UnitOfWork:
             self._caller = authenticate(self.session, secret=self._secret)
         return self._caller
 
+    @property
+    def tenant(self) -> str | None:
+        """The caller's tenant if the key was looked up (for the access log)."""
+        return self._caller.tenant if self._caller is not None else None
+
     def after_commit(self, action: Callable[[], object]) -> None:
         self._after_commit.append(action)
 
@@ -76,11 +81,13 @@ async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
     """The request's unit of work; 401 at once without `Authorization: Bearer <key>`."""
     secret = _bearer_secret(request)
     session = new_session()  # no I/O: it connects on first use
+    work = UnitOfWork(session, secret)
     try:
-        yield UnitOfWork(session, secret)
+        yield work
     finally:
         # No transaction is open (run() ends each one), so this is no I/O either.
         session.close()
+        request.state.tenant = work.tenant
 
 
 async def check_key(request: Request) -> None:
@@ -91,11 +98,11 @@ async def check_key(request: Request) -> None:
     """
     secret = _bearer_secret(request)
 
-    def check() -> None:
+    def check() -> str:
         with session_scope() as session:
-            authenticate(session, secret=secret)
+            return authenticate(session, secret=secret).tenant
 
-    await run_in_threadpool(check)
+    request.state.tenant = await run_in_threadpool(check)
 
 
 async def json_body(request: Request) -> None:

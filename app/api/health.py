@@ -17,6 +17,8 @@ from worker.celery_app import get_celery
 router = APIRouter(tags=["health"])
 
 
+# HEAD is what load balancers probe with: the GET's status and headers, no body.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", responses=example(200, {"status": "ok"}))
 def healthz() -> dict[str, str]:
     """The process answers; checks nothing else."""
@@ -42,6 +44,7 @@ def _broker_ok() -> bool:
     return True
 
 
+@router.head("/readyz", include_in_schema=False, response_model=None)
 @router.get(
     "/readyz",
     response_model=None,
