@@ -16,7 +16,8 @@ from tests.support.stack import Stack
 
 GOOD = {"from": "a@example.org", "to": ["b@example.org"], "text": "x"}
 # What once took 15 s to refuse and stalled every other call of the process for 12 s.
-HOSTILE = orjson.dumps({**GOOD, "attachments": [{}] * 150_000})
+EMPTY_ATTACHMENT = {"filename": "a.pdf", "content": ""}
+HOSTILE = orjson.dumps({**GOOD, "attachments": [EMPTY_ATTACHMENT] * 150_000})
 
 
 def latencies(client: httpx.Client, path: str, count: int) -> list[float]:
