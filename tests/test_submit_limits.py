@@ -224,3 +224,13 @@ def test_a_message_due_now_is_dated_now(client: TestClient) -> None:
     message = accepted(client, {"send_at": (before - timedelta(hours=1)).isoformat()})
     parsed = message_from_bytes(raw_of(client, message), policy=policy.default)
     assert parsedate_to_datetime(str(parsed["Date"])) >= before
+
+
+def test_a_batch_item_over_a_cap_is_its_own_422(client: TestClient) -> None:
+    items = [GOOD, {**GOOD, "attachments": [ATTACHMENT] * 101}, GOOD]
+    response = client.post("/v1/messages/batch", json={"messages": items})
+    assert response.status_code == 200, response.text
+    statuses = [result["status"] for result in response.json()["results"]]
+    assert statuses == [202, 422, 202]
+    (error,) = response.json()["results"][1]["error"]["errors"]
+    assert error["loc"] == "attachments"

@@ -79,23 +79,29 @@ class SubmitMessage(BaseModel):
     bcc: _Recipients = Field(default_factory=list)
     reply_to: Annotated[
         list[MailboxStr], at_most(lambda s: s.max_reply_to, "POCHTA_MAX_REPLY_TO")
-    ] = Field(default_factory=list)
+    ] = Field(default_factory=list, description="At most POCHTA_MAX_REPLY_TO (10).")
     subject: SingleLine = Field(default="", max_length=998)
     text: Text | None = None
     html: Text | None = None
     attachments: Annotated[
         list[Attachment], at_most(lambda s: s.max_attachments, "POCHTA_MAX_ATTACHMENTS")
-    ] = Field(default_factory=list)
+    ] = Field(default_factory=list, description="At most POCHTA_MAX_ATTACHMENTS (100).")
     headers: Annotated[
         dict[str, SingleLine], at_most(lambda s: s.max_headers, "POCHTA_MAX_HEADERS")
-    ] = Field(default_factory=dict)
+    ] = Field(
+        default_factory=dict,
+        description="Custom headers, at most POCHTA_MAX_HEADERS (100); see the README "
+        "for the names Pochta or only MTAs write, which are refused.",
+    )
     envelope_from: MailboxStr | None = None
     send_at: AwareDatetime | None = None
     tags: list[Annotated[SingleLine, Field(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=20
     )
     metadata: Annotated[dict[Text, Text], BeforeValidator(check_metadata)] = Field(
-        default_factory=dict
+        default_factory=dict,
+        description="At most POCHTA_MAX_METADATA_KEYS (50) keys of at most 40 characters, "
+        "string values of at most 500 (POCHTA_MAX_METADATA_KEY_CHARS, _VALUE_CHARS).",
     )
 
     @field_validator("headers")
