@@ -96,11 +96,14 @@ def cmd_scheduler(_: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> None:
     from app.db import session_scope
-    from app.keys.service import create_key
+    from app.keys.service import BadLabel, create_key
 
-    with session_scope() as session:
-        key, secret = create_key(session, tenant=args.tenant, name=args.name)
-        key_id = key.id
+    try:
+        with session_scope() as session:
+            key, secret = create_key(session, tenant=args.tenant, name=args.name)
+            key_id = key.id
+    except BadLabel as error:
+        raise SystemExit(f"pochta: {error}") from None
     print(f"created {key_id} for tenant {args.tenant}; the key is shown once:")
     print(secret)
 
@@ -123,10 +126,11 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> None:
 
     try:
         with session_scope() as session:
-            revoke_key(session, key_id=args.id)
+            revoked_now = revoke_key(session, key_id=args.id)
     except NotFound as error:
         raise SystemExit(f"pochta: {error}") from None
-    print(f"revoked {args.id}")
+    # Exit 0 either way: the key is revoked, which is what was asked (README).
+    print(f"revoked {args.id}" if revoked_now else f"{args.id} was already revoked")
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> None:

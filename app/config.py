@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=15 * MiB, ge=1024)
     max_message_bytes: int = Field(default=10 * MiB, ge=1024)
     max_recipients: int = Field(default=50, ge=1)
+    # Caps on the submit body (SPEC §2), counted before any item is validated.
+    max_reply_to: int = Field(default=10, ge=0)
+    max_attachments: int = Field(default=100, ge=0)
+    max_headers: int = Field(default=100, ge=0)
+    max_metadata_keys: int = Field(default=50, ge=0)
+    max_metadata_key_chars: int = Field(default=40, ge=1)
+    max_metadata_value_chars: int = Field(default=500, ge=1)
     max_send_ahead_seconds: PositiveSeconds = 30 * 24 * 3600.0
 
     log_format: LogFormat = LogFormat.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -14,6 +15,14 @@ from app.keys.models import ApiKey
 from app.orm import utcnow
 
 KEY_PREFIX = "pk_"
+# A tab or a line break would split a `keys list` line; other controls hide what is there.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The columns' sizes (app/keys/models.py).
+_MAX_CHARS = {"tenant": 64, "name": 200}
+
+
+class BadLabel(ValueError):
+    """A tenant or key name that `keys create` refuses; the message is one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,8 @@ def hash_key(secret: str) -> str:
 
 def create_key(session: Session, *, tenant: str, name: str) -> tuple[ApiKey, str]:
     """A new key for tenant; the secret is returned here once and never stored."""
+    _check_label("tenant", tenant)
+    _check_label("name", name)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(tenant=tenant, name=name, key_hash=hash_key(secret), created_at=utcnow())
     session.add(key)
@@ -38,11 +49,21 @@ def create_key(session: Session, *, tenant: str, name: str) -> tuple[ApiKey, str
     return key, secret
 
 
+def _check_label(field: str, value: str) -> None:
+    if not value.strip():
+        raise BadLabel(f"--{field} must not be empty")
+    if _CONTROL.search(value):
+        raise BadLabel(f"--{field} must not contain control characters or line breaks")
+    if len(value) > _MAX_CHARS[field]:
+        raise BadLabel(f"--{field} must be at most {_MAX_CHARS[field]} characters")
+
+
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def revoke_key(session: Session, *, key_id: str) -> None:
+def revoke_key(session: Session, *, key_id: str) -> bool:
+    """True if the key is revoked now, False if it already was; NotFound if there is none."""
     result = session.execute(
         update(ApiKey)
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
@@ -50,6 +71,7 @@ def revoke_key(session: Session, *, key_id: str) -> None:
     )
     if result.rowcount == 0 and session.get(ApiKey, key_id) is None:  # type: ignore[attr-defined]
         raise NotFound(f"no key {key_id}")
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def authenticate(session: Session, *, secret: str) -> Caller:

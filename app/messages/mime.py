@@ -13,8 +13,12 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime, formataddr
 from typing import TypeAlias
 
-from app.messages.addresses import Mailbox, parse_mailbox
+from app.messages.addresses import Mailbox
+from app.messages.lines import HeaderError, check_line_lengths
+from app.messages.parties import Parties
 from app.messages.schemas import Attachment, SubmitMessage
+
+__all__ = ["BuiltMessage", "HeaderError", "build_message"]
 
 # 7-bit bodies (quoted-printable or base64) and RFC 2047 headers pass every relay, with
 # or without 8BITMIME, so the stored bytes are exactly what any relay receives.
@@ -64,57 +68,20 @@ class BuiltMessage:
     needs_smtputf8: bool
 
 
-class HeaderError(ValueError):
-    """A custom header the email package cannot write."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(reason)
-        self.name = name
-
-
-@dataclass(frozen=True, slots=True)
-class _Parties:
-    """The mailboxes a message names; Bcc and the envelope sender count only for SMTPUTF8."""
-
-    sender: Mailbox
-    to: list[Mailbox]
-    cc: list[Mailbox]
-    reply_to: list[Mailbox]
-    needs_smtputf8: bool
-
-    @classmethod
-    def of(cls, submit: SubmitMessage) -> _Parties:
-        sender = parse_mailbox(submit.from_)
-        to = [parse_mailbox(value) for value in submit.to]
-        cc = [parse_mailbox(value) for value in submit.cc]
-        reply_to = [parse_mailbox(value) for value in submit.reply_to]
-        bcc = [parse_mailbox(value) for value in submit.bcc]
-        envelope = parse_mailbox(submit.envelope_from) if submit.envelope_from else sender
-        everyone = [sender, envelope, *to, *cc, *reply_to, *bcc]
-        needs_smtputf8 = not all(m.is_ascii for m in everyone)
-        return cls(sender, to, cc, reply_to, needs_smtputf8)
-
-    def message_id(self, local_id: str) -> str:
-        """Derived from local_id, so retries reuse it."""
-        return f"<{local_id.removeprefix('msg_')}@{_domain(self.sender)}>"
-
-
-def _domain(mailbox: Mailbox) -> str:
-    domain = mailbox.email.rpartition("@")[2]
-    return domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-
-
 def build_message(submit: SubmitMessage, *, local_id: str, now: datetime) -> BuiltMessage:
     """The bytes to send, with a Message-ID derived from local_id so retries reuse it."""
     built = _build_fast(submit, local_id=local_id, now=now)
-    return built if built is not None else _build_modern(submit, local_id=local_id, now=now)
+    if built is None:
+        built = _build_modern(submit, local_id=local_id, now=now)
+    check_line_lengths(built.raw, submit)
+    return built
 
 
 def _build_fast(submit: SubmitMessage, *, local_id: str, now: datetime) -> BuiltMessage | None:
     """The message built with the compat32 API, or None if it needs the modern one."""
     if any(name.lower() in _STRUCTURED for name in submit.headers):
         return None
-    parties = _Parties.of(submit)
+    parties = Parties.of(submit)
     if parties.needs_smtputf8:
         return None
 
@@ -241,7 +208,7 @@ def _set_text(part: Message[object, str], text: str, subtype: str) -> None:
 
 def _build_modern(submit: SubmitMessage, *, local_id: str, now: datetime) -> BuiltMessage:
     """Any message, with the modern API; build_message uses it where compat32 cannot."""
-    parties = _Parties.of(submit)
+    parties = Parties.of(submit)
     message = EmailMessage(policy=UTF8_HEADERS if parties.needs_smtputf8 else SEVEN_BIT)
     message_id = parties.message_id(local_id)
     message["From"] = parties.sender.header_address()

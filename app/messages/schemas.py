@@ -4,112 +4,40 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from app.messages.addresses import parse_mailbox
+from app.messages.fields import (
+    MEDIA_TYPE,
+    AwareDatetime,
+    FileName,
+    MailboxStr,
+    SingleLine,
+    Text,
+    UtcTimestamp,
+    at_most,
+    check_metadata,
+    custom_header_name,
+)
 from app.messages.states import AttemptOutcome, MessageStatus, RecipientStatus, Stage
 
-# RFC 5322 §3.6.8: printable US-ASCII except colon.
-_FIELD_NAME = re.compile(r"^[!-9;-~]+$")
-_RESERVED_HEADERS = {
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "reply-to",
-}
+__all__ = ["AwareDatetime", "MailboxStr", "SingleLine", "Text", "UtcTimestamp"]
 
-
-# Other controls, and what str.splitlines() also takes for a line end (VT, FF, FS-RS, NEL,
-# U+2028, U+2029): none belongs in a header line. Tab is folding whitespace and allowed.
-_NOT_IN_A_LINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def _encodable(value: str) -> str:
-    """No NUL (RFC 5322 has none; PostgreSQL text cannot hold one), no lone surrogate."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (it has a lone surrogate)") from None
-    return value
-
-
-def _no_line_breaks(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain CR or LF")
-    if _NOT_IN_A_LINE.search(value):
-        raise ValueError("must not contain control characters or line separators")
-    return _encodable(value)
-
-
-def _mailbox(value: str) -> str:
-    return str(parse_mailbox(_no_line_breaks(value)))
-
-
-# RFC 3339 date-time (the OpenAPI `date-time` format); pydantic alone would also take
-# numbers and numeric strings as Unix times, and dates without a time.
-_RFC3339 = re.compile(
-    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?P<zone>[Zz]|[+-]\d\d:\d\d)?", re.ASCII
-)
-
-
-def _rfc3339(value: object) -> object:
-    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-12-01T09:00:00Z")
-    if match["zone"] is None:
-        raise ValueError("must carry a time zone, e.g. 2026-12-01T09:00:00Z")
-    return value
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("must carry a time zone, e.g. 2026-12-01T09:00:00Z")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
-
-
-def _format_utc(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# RFC 6838 type/subtype names (ASCII; pydantic's \w alone would take any letter).
-_MEDIA_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
-
-MailboxStr = Annotated[str, AfterValidator(_mailbox)]
-SingleLine = Annotated[str, AfterValidator(_no_line_breaks)]
-Text = Annotated[str, AfterValidator(_encodable)]
-AwareDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
-UtcTimestamp = Annotated[datetime, PlainSerializer(_format_utc, return_type=str)]
+# MIME allows line breaks in base64 (RFC 2045 §6.8), and `base64` prints lines of 76.
+_WHITESPACE = str.maketrans("", "", " \t\r\n")
+_Recipients = Annotated[
+    list[MailboxStr], at_most(lambda s: s.max_recipients, "POCHTA_MAX_RECIPIENTS")
+]
 
 
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    filename: SingleLine = Field(min_length=1, max_length=255)
+    filename: FileName = Field(min_length=1, max_length=255)
     content_type: SingleLine = Field(
-        default="application/octet-stream", pattern=_MEDIA_TYPE, max_length=255
+        default="application/octet-stream", pattern=MEDIA_TYPE, max_length=255
     )
     content: str = Field(description="The file's bytes, base64-encoded.")
     content_id: SingleLine | None = Field(default=None, max_length=255)
@@ -129,11 +57,12 @@ class Attachment(BaseModel):
     @field_validator("content")
     @classmethod
     def _is_base64(cls, value: str) -> str:
+        compact = value.translate(_WHITESPACE)
         try:
-            base64.b64decode(value, validate=True)
+            base64.b64decode(compact, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("must be base64") from None
-        return value
+        return compact
 
     def data(self) -> bytes:
         return base64.b64decode(self.content)
@@ -145,31 +74,41 @@ class SubmitMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     from_: MailboxStr = Field(alias="from")
-    to: list[MailboxStr] = Field(default_factory=list)
-    cc: list[MailboxStr] = Field(default_factory=list)
-    bcc: list[MailboxStr] = Field(default_factory=list)
-    reply_to: list[MailboxStr] = Field(default_factory=list)
+    to: _Recipients = Field(default_factory=list)
+    cc: _Recipients = Field(default_factory=list)
+    bcc: _Recipients = Field(default_factory=list)
+    reply_to: Annotated[
+        list[MailboxStr], at_most(lambda s: s.max_reply_to, "POCHTA_MAX_REPLY_TO")
+    ] = Field(default_factory=list, description="At most POCHTA_MAX_REPLY_TO (10).")
     subject: SingleLine = Field(default="", max_length=998)
     text: Text | None = None
     html: Text | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
-    headers: dict[str, SingleLine] = Field(default_factory=dict)
+    attachments: Annotated[
+        list[Attachment], at_most(lambda s: s.max_attachments, "POCHTA_MAX_ATTACHMENTS")
+    ] = Field(default_factory=list, description="At most POCHTA_MAX_ATTACHMENTS (100).")
+    headers: Annotated[
+        dict[str, SingleLine], at_most(lambda s: s.max_headers, "POCHTA_MAX_HEADERS")
+    ] = Field(
+        default_factory=dict,
+        description="Custom headers, at most POCHTA_MAX_HEADERS (100); see the README "
+        "for the names Pochta or only MTAs write, which are refused.",
+    )
     envelope_from: MailboxStr | None = None
     send_at: AwareDatetime | None = None
     tags: list[Annotated[SingleLine, Field(min_length=1, max_length=100)]] = Field(
         default_factory=list, max_length=20
     )
-    metadata: dict[Text, Text] = Field(default_factory=dict, max_length=50)
+    metadata: Annotated[dict[Text, Text], BeforeValidator(check_metadata)] = Field(
+        default_factory=dict,
+        description="At most POCHTA_MAX_METADATA_KEYS (50) keys of at most 40 characters, "
+        "string values of at most 500 (POCHTA_MAX_METADATA_KEY_CHARS, _VALUE_CHARS).",
+    )
 
     @field_validator("headers")
     @classmethod
     def _custom_headers_only(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not _FIELD_NAME.match(name):
-                raise ValueError(f"{name!r} is not an RFC 5322 header field name")
-            lowered = name.lower()
-            if lowered in _RESERVED_HEADERS or lowered.startswith("content-"):
-                raise ValueError(f"{name!r} is set by Pochta and cannot be given")
+            custom_header_name(name)
         return value
 
     @model_validator(mode="after")

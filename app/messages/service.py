@@ -15,7 +15,8 @@ from app.messages import repository
 from app.messages.accepted import NewMessage, NewRecipient
 from app.messages.addresses import parse_mailbox
 from app.messages.attempts import AttemptResult
-from app.messages.mime import HeaderError, build_message
+from app.messages.lines import UnsendableField
+from app.messages.mime import build_message
 from app.messages.models import Message
 from app.messages.outcomes import AttemptRecord, RecipientChange, Settlement
 from app.messages.schemas import SubmitMessage
@@ -68,17 +69,19 @@ def prepare_message(
         raise InvalidFields.at("send_at", f"must be at most {days:g} days ahead")
 
     message_pk = new_id("msg_")
+    scheduled = submit.send_at is not None and submit.send_at > now
+    # Date: is when the message is released (SPEC §2), not when it was submitted.
+    released = submit.send_at if submit.send_at is not None and scheduled else now
     try:
-        built = build_message(submit, local_id=message_pk, now=now)
-    except HeaderError as error:
-        raise InvalidFields.at(f"headers.{error.name}", str(error)) from None
+        built = build_message(submit, local_id=message_pk, now=released)
+    except UnsendableField as error:
+        raise InvalidFields.at(error.loc, str(error)) from None
     if len(built.raw) > settings.max_message_bytes:
         raise PayloadTooLarge(
             f"the built message is {len(built.raw)} bytes; "
             f"POCHTA_MAX_MESSAGE_BYTES is {settings.max_message_bytes}"
         )
 
-    scheduled = submit.send_at is not None and submit.send_at > now
     sender = parse_mailbox(submit.from_)
     envelope = parse_mailbox(submit.envelope_from) if submit.envelope_from else sender
     return NewMessage(
