@@ -1,0 +1,299 @@
+"""Pochta as production installs it: only the runtime dependencies, never the dev extras.
+
+The repository's `.venv` holds pytest and friends, whose own dependencies can hide a
+runtime package that Pochta needs but does not declare (kombu's Redis transport imports
+`packaging`, which only pytest pulled in). So this module builds a fresh virtual
+environment the way the Dockerfile's builder stage does, lays out a working directory
+the way its runtime stage does (alembic.ini and migrations/ in it, no source tree), and
+runs the installed `pochta` commands from there against a scripted relay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import BASE_ENV, REDIS_DB, SHARED_POSTGRES, SHARED_REDIS
+from tests.support.relay import ScriptedRelay
+from tests.support.services import create_database, drop_database, free_port
+from tests.support.stack import Stack
+
+REPO = Path(__file__).resolve().parent.parent
+# What the Dockerfile copies into the builder stage, and into the runtime stage's /app.
+BUILD_CONTEXT = ("pyproject.toml", "README.md", "app", "worker")
+RUNTIME_FILES = ("alembic.ini", "migrations")
+PIP_TIMEOUT = 600
+COMMAND_TIMEOUT = 120
+# Every broker URL scheme Settings accepts maps to one of these kombu transports.
+TRANSPORTS = ("kombu.transport.redis", "kombu.transport.sqlalchemy")
+
+
+@dataclass(frozen=True)
+class RuntimeVenv:
+    """A virtual environment holding Pochta and its runtime dependencies, nothing else."""
+
+    root: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The caller's environment without anything that points at the checkout or its venv."""
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("POCHTA_", "PYTHON", "VIRTUAL_ENV"))
+        }
+        path = [str(self.bin)] + [
+            entry
+            for entry in os.environ.get("PATH", "").split(os.pathsep)
+            if entry and not Path(entry).resolve().is_relative_to(REPO)
+        ]
+        return {
+            **inherited,
+            "PATH": os.pathsep.join(path),
+            "PYTHONUNBUFFERED": "1",
+            **(extra or {}),
+        }
+
+
+def _ignore_bytecode(_directory: str, names: list[str]) -> set[str]:
+    return {name for name in names if name == "__pycache__" or name.endswith(".pyc")}
+
+
+def _copy(names: tuple[str, ...], into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=_ignore_bytecode)
+        else:
+            shutil.copy2(source, into / name)
+
+
+def _run(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
+    """Run command; on a non-zero exit fail the test with everything it printed."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{output}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
+    """Built once for the module, with the Dockerfile's three steps.
+
+    pip keeps its configuration and cache (so the packages come from where `make
+    install` got them); only the no-cache setting of the image is left out, for speed.
+    """
+    base = tmp_path_factory.mktemp("production-install")
+    source = base / "src"
+    _copy(BUILD_CONTEXT, source)
+    venv = RuntimeVenv(base / "venv")
+    _run(
+        [sys.executable, "-m", "venv", str(venv.root)],
+        cwd=base,
+        env=venv.environment(),
+        timeout=120,
+    )
+    pip_env = venv.environment({"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"})
+    pip = [str(venv.bin / "python"), "-m", "pip"]
+
+    requirements = _run(
+        [sys.executable, str(REPO / "scripts" / "runtime-requirements"), "pyproject.toml"],
+        cwd=source,
+        env=pip_env,
+        timeout=30,
+    )
+    (base / "requirements.txt").write_text(requirements)
+    _run(
+        [*pip, "install", "-r", str(base / "requirements.txt")],
+        cwd=source,
+        env=pip_env,
+        timeout=PIP_TIMEOUT,
+    )
+    _run([*pip, "install", "--no-deps", "."], cwd=source, env=pip_env, timeout=PIP_TIMEOUT)
+    _run([*pip, "check"], cwd=source, env=pip_env, timeout=60)
+    # The build tree is not part of the image; nothing may import from it.
+    shutil.rmtree(source)
+    return venv
+
+
+IMPORT_EVERYTHING = f"""
+import importlib, json, pkgutil, sys
+import app, worker
+failed = {{}}
+names = [
+    module.name
+    for package in (app, worker)
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+]
+for name in names + {list(TRANSPORTS)!r}:
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        failed[name] = f"{{type(error).__name__}}: {{error}}"
+print(json.dumps({{"app": app.__file__, "modules": len(names), "failed": failed}}))
+"""
+
+
+def test_every_module_and_broker_transport_imports_in_the_runtime_install(
+    runtime_venv: RuntimeVenv, tmp_path: Path
+) -> None:
+    out = _run(
+        [str(runtime_venv.bin / "python"), "-c", IMPORT_EVERYTHING],
+        cwd=tmp_path,
+        env=runtime_venv.environment(),
+        timeout=COMMAND_TIMEOUT,
+    )
+    report = json.loads(out.splitlines()[-1])
+
+    assert report["failed"] == {}
+    assert Path(report["app"]).is_relative_to(runtime_venv.root), "imported from the checkout"
+    assert report["modules"] > 20
+
+
+class InstalledStack(Stack):
+    """Stack's api/worker/scheduler, but the installed `pochta` run from the image's WORKDIR."""
+
+    def __init__(self, venv: RuntimeVenv, workdir: Path, env: dict[str, str]) -> None:
+        super().__init__(env, workdir)
+        self.venv = venv
+        self.workdir = workdir
+
+    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logdir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [str(self.venv.bin / "pochta"), *args],
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def pochta(self, *args: str) -> str:
+        """A one-shot `pochta` command (migrate, keys) in the same place; its stdout."""
+        return _run(
+            [str(self.venv.bin / "pochta"), *args],
+            cwd=self.workdir,
+            env=self.env,
+            timeout=COMMAND_TIMEOUT,
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Postgres + Redis on a database and Redis db of the test's own; or nothing at all,
+    so that the embedded defaults (./var/pochta.db, ./var/broker.db) apply as in the image."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    database = f"pochta_prod_{uuid.uuid4().hex[:12]}"
+    broker = f"{SHARED_REDIS}/{REDIS_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    url = create_database(SHARED_POSTGRES, database)
+    try:
+        yield {"POCHTA_DATABASE_URL": url, "POCHTA_BROKER_URL": broker}
+    finally:
+        drop_database(SHARED_POSTGRES, database)
+        redis.Redis.from_url(broker).flushdb()
+
+
+@pytest.fixture
+def installed(
+    runtime_venv: RuntimeVenv, backend_settings: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[InstalledStack, ScriptedRelay]]:
+    workdir = tmp_path / "app"
+    _copy(RUNTIME_FILES, workdir)
+    (workdir / "var").mkdir()
+    with ScriptedRelay() as relay:
+        env = runtime_venv.environment(
+            {
+                **BASE_ENV,
+                **backend_settings,
+                "POCHTA_SMTP_HOST": relay.host,
+                "POCHTA_SMTP_PORT": str(relay.port),
+                "POCHTA_WORKER_METRICS_PORT": str(free_port()),
+            }
+        )
+        stack = InstalledStack(runtime_venv, workdir, env)
+        with stack:
+            yield stack, relay
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_installed_processes_deliver_mail(
+    installed: tuple[InstalledStack, ScriptedRelay], backend_settings: dict[str, str]
+) -> None:
+    stack, relay = installed
+    assert "latest schema" in stack.pochta("migrate")
+    key = stack.pochta("keys", "create", "--tenant", "acme", "--name", "prod").splitlines()[-1]
+    stack.start()
+
+    with stack.client(key) as client:
+        assert client.get("/readyz").json() == {"status": "ready"}, stack.logs()
+        now = client.post(
+            "/v1/messages",
+            json={"from": "noreply@example.org", "to": ["billy@example.org"], "text": "now"},
+        )
+        # Only the scheduler releases a scheduled message, so this one needs all three.
+        later = client.post(
+            "/v1/messages",
+            json={
+                "from": "noreply@example.org",
+                "to": ["vasia@example.org"],
+                "text": "later",
+                "send_at": _utc(datetime.now(UTC) + timedelta(seconds=2)),
+            },
+        )
+        assert (now.status_code, later.status_code) == (202, 202), now.text + later.text
+        assert later.json()["status"] == "scheduled"
+        finals = [
+            stack.wait_for_status(client, response.json()["id"], {"sent", "failed"}, timeout=60)
+            for response in (now, later)
+        ]
+
+    assert [final["status"] for final in finals] == ["sent", "sent"], stack.logs()
+    assert sorted(rcpt for m in relay.wait_for(2) for rcpt in m.rcpt_tos) == [
+        "billy@example.org",
+        "vasia@example.org",
+    ]
+    # The worker serves its metrics too (prometheus_client is a runtime dependency).
+    metrics = httpx.get(
+        f"http://127.0.0.1:{stack.env['POCHTA_WORKER_METRICS_PORT']}/metrics", timeout=10
+    )
+    assert 'pochta_attempts_total{outcome="sent"' in metrics.text
+    if not backend_settings:
+        assert (stack.workdir / "var" / "pochta.db").is_file()
+        assert (stack.workdir / "var" / "broker.db").is_file()
+    alive = {name: process.poll() for name, process in stack.processes.items()}
+    assert alive == dict.fromkeys(alive), f"a process exited: {alive}\n{stack.logs()}"
