@@ -22,12 +22,13 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, read from pyproject.toml itself, so that a change to the code
-# alone reuses this (slow) layer. Every dependency installs from a binary wheel, so
-# no compiler is needed here either; if one ever needs building, add build tools to
-# this stage only.
+# alone reuses this (slow) layer. scripts/runtime-requirements lists them; the test
+# of this install (tests/test_production_install.py) runs the same script and the
+# same three pip steps. Every dependency installs from a binary wheel, so no compiler
+# is needed here either; if one ever needs building, add build tools to this stage only.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
+COPY scripts/runtime-requirements ./scripts/
+RUN python scripts/runtime-requirements pyproject.toml > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
 # Then the project itself: packages `app` and `worker` and the `pochta` console

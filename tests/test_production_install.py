@@ -31,9 +31,6 @@ from tests.support.services import create_database, drop_database, free_port
 from tests.support.stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
-# What the Dockerfile copies into the builder stage, and into the runtime stage's /app.
-BUILD_CONTEXT = ("pyproject.toml", "README.md", "app", "worker")
-RUNTIME_FILES = ("alembic.ini", "migrations")
 PIP_TIMEOUT = 600
 COMMAND_TIMEOUT = 120
 # Every broker URL scheme Settings accepts maps to one of these kombu transports.
@@ -70,18 +67,59 @@ class RuntimeVenv:
         }
 
 
+def dockerfile_copies() -> dict[str, list[str]]:
+    """Per build stage, the paths its `COPY` lines take from the build context.
+
+    The test lays out its build tree and working directory from these, so a file the
+    image starts to need, or stops getting, shows up here as it would in the image.
+    Wildcards are expanded against the checkout; `COPY --from=...` lines are skipped.
+    """
+    copies: dict[str, list[str]] = {}
+    stage = ""
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"]:
+            stage = words[-1]
+            copies[stage] = []
+        elif words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            for pattern in words[1:-1]:
+                copies[stage] += sorted(
+                    str(path.relative_to(REPO)).removesuffix("/") for path in REPO.glob(pattern)
+                )
+    return copies
+
+
 def _ignore_bytecode(_directory: str, names: list[str]) -> set[str]:
     return {name for name in names if name == "__pycache__" or name.endswith(".pyc")}
 
 
-def _copy(names: tuple[str, ...], into: Path) -> None:
+def _copy(names: list[str], into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        source = REPO / name
+    for name in dict.fromkeys(names):
+        source, target = REPO / name, into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, into / name, ignore=_ignore_bytecode)
+            shutil.copytree(source, target, ignore=_ignore_bytecode)
         else:
-            shutil.copy2(source, into / name)
+            shutil.copy2(source, target)
+
+
+def test_the_build_context_lets_in_every_file_the_dockerfile_copies() -> None:
+    # .dockerignore is an allow-list ("*", then "!path" lines): a COPY of a path it
+    # does not let in fails `docker build`, which no test here runs.
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in [line.strip() for line in lines], "not an allow-list"
+    allowed = [line[1:].strip().removesuffix("/") for line in lines if line.startswith("!")]
+    copied = [name for names in dockerfile_copies().values() for name in names]
+
+    shut_out = [
+        name
+        for name in copied
+        if not any(name == entry or name.startswith(entry + "/") for entry in allowed)
+    ]
+
+    assert shut_out == []
+    assert {"pyproject.toml", "app", "worker", "migrations"} <= set(copied)
 
 
 def _run(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
@@ -110,7 +148,7 @@ def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
     """
     base = tmp_path_factory.mktemp("production-install")
     source = base / "src"
-    _copy(BUILD_CONTEXT, source)
+    _copy(dockerfile_copies()["builder"], source)
     venv = RuntimeVenv(base / "venv")
     _run(
         [sys.executable, "-m", "venv", str(venv.root)],
@@ -122,7 +160,7 @@ def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
     pip = [str(venv.bin / "python"), "-m", "pip"]
 
     requirements = _run(
-        [sys.executable, str(REPO / "scripts" / "runtime-requirements"), "pyproject.toml"],
+        [sys.executable, "scripts/runtime-requirements", "pyproject.toml"],
         cwd=source,
         env=pip_env,
         timeout=30,
@@ -230,7 +268,7 @@ def installed(
     runtime_venv: RuntimeVenv, backend_settings: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[InstalledStack, ScriptedRelay]]:
     workdir = tmp_path / "app"
-    _copy(RUNTIME_FILES, workdir)
+    _copy(dockerfile_copies()["runtime"], workdir)
     (workdir / "var").mkdir()
     with ScriptedRelay() as relay:
         env = runtime_venv.environment(
