@@ -59,7 +59,9 @@ RUN groupadd --system --gid 10001 pochta \
 # Code stays owned by root (the process cannot change it); only /app/var is writable.
 COPY --from=builder /opt/venv /opt/venv
 
-# `pochta migrate` reads ./alembic.ini, whose script_location is %(here)s/migrations.
+# `pochta migrate` runs the scripts in ./migrations/; ./alembic.ini is for running the
+# `alembic` command by hand. tests/test_production_install.py lays out its working
+# directory from the COPY lines of this stage.
 WORKDIR /app
 COPY alembic.ini ./
 COPY migrations ./migrations
