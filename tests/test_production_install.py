@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,8 +35,17 @@ from tests.support.stack import Stack
 REPO = Path(__file__).resolve().parent.parent
 PIP_TIMEOUT = 600
 COMMAND_TIMEOUT = 120
-# Every broker URL scheme Settings accepts maps to one of these kombu transports.
+# The two brokers of SPEC §4: redis:// in production, sqla+sqlite:// embedded. Celery
+# imports a transport only when it connects, so importing app/ and worker/ misses them.
 TRANSPORTS = ("kombu.transport.redis", "kombu.transport.sqlalchemy")
+# The [dev] extras by import name (each is importable under its own): none may be
+# importable in production.
+DEV_ONLY = [
+    re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].replace("-", "_")
+    for requirement in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["dev"]
+]
 
 
 @dataclass(frozen=True)
@@ -180,8 +191,9 @@ def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
 
 
 IMPORT_EVERYTHING = f"""
-import importlib, json, pkgutil, sys
+import importlib, importlib.util, json, pkgutil
 import app, worker
+dev = [name for name in {list(DEV_ONLY)!r} if importlib.util.find_spec(name) is not None]
 failed = {{}}
 names = [
     module.name
@@ -193,7 +205,7 @@ for name in names + {list(TRANSPORTS)!r}:
         importlib.import_module(name)
     except Exception as error:
         failed[name] = f"{{type(error).__name__}}: {{error}}"
-print(json.dumps({{"app": app.__file__, "modules": len(names), "failed": failed}}))
+print(json.dumps({{"app": app.__file__, "modules": len(names), "failed": failed, "dev": dev}}))
 """
 
 
@@ -209,6 +221,7 @@ def test_every_module_and_broker_transport_imports_in_the_runtime_install(
     report = json.loads(out.splitlines()[-1])
 
     assert report["failed"] == {}
+    assert report["dev"] == [], "the runtime install got dev packages"
     assert Path(report["app"]).is_relative_to(runtime_venv.root), "imported from the checkout"
     assert report["modules"] > 20
 
