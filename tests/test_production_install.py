@@ -311,7 +311,8 @@ def test_the_installed_processes_deliver_mail(
     stack.start()
 
     with stack.client(key) as client:
-        assert client.get("/readyz").json() == {"status": "ready"}, stack.logs()
+        ready = client.get("/readyz")
+        assert ready.json() == {"status": "ready"}, f"{ready.text}\n{stack.logs()}"
         now = client.post(
             "/v1/messages",
             json={"from": "noreply@example.org", "to": ["billy@example.org"], "text": "now"},
