@@ -11,15 +11,11 @@ runs the installed `pochta` commands from there against a scripted relay.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,11 +25,17 @@ import redis
 
 from tests.conftest import BASE_ENV, REDIS_DB, SHARED_POSTGRES, SHARED_REDIS
 from tests.support.relay import ScriptedRelay
+from tests.support.runtime_install import (
+    REPO,
+    RuntimeVenv,
+    build_runtime_venv,
+    copy_from_checkout,
+    dockerfile_copies,
+    run_checked,
+)
 from tests.support.services import create_database, drop_database, free_port
 from tests.support.stack import Stack
 
-REPO = Path(__file__).resolve().parent.parent
-PIP_TIMEOUT = 600
 COMMAND_TIMEOUT = 120
 # The two brokers of SPEC §4: redis:// in production, sqla+sqlite:// embedded. Celery
 # imports a transport only when it connects, so importing app/ and worker/ misses them.
@@ -46,73 +48,6 @@ DEV_ONLY = [
         "optional-dependencies"
     ]["dev"]
 ]
-
-
-@dataclass(frozen=True)
-class RuntimeVenv:
-    """A virtual environment holding Pochta and its runtime dependencies, nothing else."""
-
-    root: Path
-
-    @property
-    def bin(self) -> Path:
-        return self.root / "bin"
-
-    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The caller's environment without anything that points at the checkout or its venv."""
-        inherited = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("POCHTA_", "PYTHON", "VIRTUAL_ENV"))
-        }
-        path = [str(self.bin)] + [
-            entry
-            for entry in os.environ.get("PATH", "").split(os.pathsep)
-            if entry and not Path(entry).resolve().is_relative_to(REPO)
-        ]
-        return {
-            **inherited,
-            "PATH": os.pathsep.join(path),
-            "PYTHONUNBUFFERED": "1",
-            **(extra or {}),
-        }
-
-
-def dockerfile_copies() -> dict[str, list[str]]:
-    """Per build stage, the paths its `COPY` lines take from the build context.
-
-    The test lays out its build tree and working directory from these, so a file the
-    image starts to need, or stops getting, shows up here as it would in the image.
-    Wildcards are expanded against the checkout; `COPY --from=...` lines are skipped.
-    """
-    copies: dict[str, list[str]] = {}
-    stage = ""
-    for line in (REPO / "Dockerfile").read_text().splitlines():
-        words = line.split()
-        if words[:1] == ["FROM"]:
-            stage = words[-1]
-            copies[stage] = []
-        elif words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
-            for pattern in words[1:-1]:
-                copies[stage] += sorted(
-                    str(path.relative_to(REPO)).removesuffix("/") for path in REPO.glob(pattern)
-                )
-    return copies
-
-
-def _ignore_bytecode(_directory: str, names: list[str]) -> set[str]:
-    return {name for name in names if name == "__pycache__" or name.endswith(".pyc")}
-
-
-def _copy(names: list[str], into: Path) -> None:
-    into.mkdir(parents=True, exist_ok=True)
-    for name in dict.fromkeys(names):
-        source, target = REPO / name, into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=_ignore_bytecode)
-        else:
-            shutil.copy2(source, target)
 
 
 def test_the_build_context_lets_in_every_file_the_dockerfile_copies() -> None:
@@ -133,61 +68,10 @@ def test_the_build_context_lets_in_every_file_the_dockerfile_copies() -> None:
     assert {"pyproject.toml", "app", "worker", "migrations"} <= set(copied)
 
 
-def _run(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
-    """Run command; on a non-zero exit fail the test with everything it printed."""
-    result = subprocess.run(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}:\n{output}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
-    """Built once for the module, with the Dockerfile's three steps.
-
-    pip keeps its configuration and cache (so the packages come from where `make
-    install` got them); only the no-cache setting of the image is left out, for speed.
-    """
-    base = tmp_path_factory.mktemp("production-install")
-    source = base / "src"
-    _copy(dockerfile_copies()["builder"], source)
-    venv = RuntimeVenv(base / "venv")
-    _run(
-        [sys.executable, "-m", "venv", str(venv.root)],
-        cwd=base,
-        env=venv.environment(),
-        timeout=120,
-    )
-    pip_env = venv.environment({"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"})
-    pip = [str(venv.bin / "python"), "-m", "pip"]
-
-    requirements = _run(
-        [sys.executable, "scripts/runtime-requirements", "pyproject.toml"],
-        cwd=source,
-        env=pip_env,
-        timeout=30,
-    )
-    (base / "requirements.txt").write_text(requirements)
-    _run(
-        [*pip, "install", "-r", str(base / "requirements.txt")],
-        cwd=source,
-        env=pip_env,
-        timeout=PIP_TIMEOUT,
-    )
-    _run([*pip, "install", "--no-deps", "."], cwd=source, env=pip_env, timeout=PIP_TIMEOUT)
-    _run([*pip, "check"], cwd=source, env=pip_env, timeout=60)
-    # The build tree is not part of the image; nothing may import from it.
-    shutil.rmtree(source)
-    return venv
+    """Built once for the module (about a minute, nearly all of it pip)."""
+    return build_runtime_venv(tmp_path_factory.mktemp("production-install"))
 
 
 IMPORT_EVERYTHING = f"""
@@ -212,7 +96,7 @@ print(json.dumps({{"app": app.__file__, "modules": len(names), "failed": failed,
 def test_every_module_and_broker_transport_imports_in_the_runtime_install(
     runtime_venv: RuntimeVenv, tmp_path: Path
 ) -> None:
-    out = _run(
+    out = run_checked(
         [str(runtime_venv.bin / "python"), "-c", IMPORT_EVERYTHING],
         cwd=tmp_path,
         env=runtime_venv.environment(),
@@ -250,7 +134,7 @@ class InstalledStack(Stack):
 
     def pochta(self, *args: str) -> str:
         """A one-shot `pochta` command (migrate, keys) in the same place; its stdout."""
-        return _run(
+        return run_checked(
             [str(self.venv.bin / "pochta"), *args],
             cwd=self.workdir,
             env=self.env,
@@ -281,7 +165,7 @@ def installed(
     runtime_venv: RuntimeVenv, backend_settings: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[InstalledStack, ScriptedRelay]]:
     workdir = tmp_path / "app"
-    _copy(dockerfile_copies()["runtime"], workdir)
+    copy_from_checkout(dockerfile_copies()["runtime"], workdir)
     (workdir / "var").mkdir()
     with ScriptedRelay() as relay:
         env = runtime_venv.environment(
