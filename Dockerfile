@@ -22,12 +22,13 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, read from pyproject.toml itself, so that a change to the code
-# alone reuses this (slow) layer. Every dependency installs from a binary wheel, so
-# no compiler is needed here either; if one ever needs building, add build tools to
-# this stage only.
+# alone reuses this (slow) layer. scripts/runtime-requirements lists them; the test
+# of this install (tests/test_production_install.py) runs the same script and the
+# same three pip steps. Every dependency installs from a binary wheel, so no compiler
+# is needed here either; if one ever needs building, add build tools to this stage only.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
+COPY scripts/runtime-requirements ./scripts/
+RUN python scripts/runtime-requirements pyproject.toml > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
 # Then the project itself: packages `app` and `worker` and the `pochta` console
@@ -58,7 +59,9 @@ RUN groupadd --system --gid 10001 pochta \
 # Code stays owned by root (the process cannot change it); only /app/var is writable.
 COPY --from=builder /opt/venv /opt/venv
 
-# `pochta migrate` reads ./alembic.ini, whose script_location is %(here)s/migrations.
+# `pochta migrate` runs the scripts in ./migrations/; ./alembic.ini is for running the
+# `alembic` command by hand. tests/test_production_install.py lays out its working
+# directory from the COPY lines of this stage.
 WORKDIR /app
 COPY alembic.ini ./
 COPY migrations ./migrations
