@@ -12,8 +12,8 @@ import psycopg
 import redis
 
 from bench.procs import spawn, stop_group
-from tests.support.postfix import smtp_sink_path
-from tests.support.services import create_database, drop_database, free_port, wait_for_port
+from harness.postfix import smtp_sink_path
+from harness.services import create_database, drop_database, free_port, wait_for_port
 
 # Every table the messages domain writes; keys stay, so the API key survives a reset.
 _MESSAGE_TABLES = "attempts, recipients, message_tags, idempotency_records, messages"

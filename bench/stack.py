@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from bench.procs import descendants, spawn, stop_group
-from tests.support.services import free_port
+from harness.services import free_port
 
 COMMAND_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0

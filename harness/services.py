@@ -378,7 +378,7 @@ class PostgresServer:
         }
         lines = "".join(f"{key} = '{value}'\n" for key, value in settings.items())
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# tests/support/services.py\n" + lines)
+            conf.write("\n# harness/services.py\n" + lines)
 
     def start(self) -> None:
         """initdb on first start, then pg_ctl start; return once it accepts connections."""

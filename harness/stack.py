@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.services import free_port, wait_for_port
+from harness.services import free_port, wait_for_port
 
 
 class Stack:

@@ -17,8 +17,8 @@ from app import db
 from app.cli import run_migrations
 from app.config import get_settings
 from app.keys.service import create_key
-from tests.support.relay import ScriptedRelay
-from tests.support.services import create_database, drop_database
+from harness.relay import ScriptedRelay
+from harness.services import create_database, drop_database
 from worker import celery_app, tasks
 
 SHARED_POSTGRES = os.environ.get(

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from harness.relay import ScriptedRelay
+from tests.api.test_api import count_rows, problem
 from tests.support.flow import run_until_final
-from tests.support.relay import ScriptedRelay
-from tests.test_api import count_rows, problem
 
 
 def item(n: int, **change: Any) -> dict[str, Any]:

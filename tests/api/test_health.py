@@ -6,8 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from harness.services import PostgresServer, RedisServer
 from tests.conftest import Env
-from tests.support.services import PostgresServer, RedisServer
 
 
 def test_readyz_names_what_is_down_and_healthz_does_not_care(

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from harness.relay import ScriptedRelay
 from tests.conftest import Env, make_key
 from tests.support.prometheus import Samples, parse, value
-from tests.support.relay import ScriptedRelay
 from worker.tasks import deliver_messages
 
 

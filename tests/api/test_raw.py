@@ -6,8 +6,8 @@ import base64
 
 from fastapi.testclient import TestClient
 
+from harness.relay import ScriptedRelay
 from tests.conftest import Env, make_key
-from tests.support.relay import ScriptedRelay
 from worker.tasks import deliver_messages
 
 

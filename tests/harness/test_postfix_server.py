@@ -1,4 +1,4 @@
-"""Smoke tests of tests/support/postfix.py against a real Debian Postfix."""
+"""Smoke tests of harness/postfix.py against a real Debian Postfix."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postfix import (
+from harness.postfix import (
     PostfixRelay,
     Recorder,
     self_signed_certificate,

@@ -1,4 +1,4 @@
-"""Tests for tests/support/relay.py, driven by smtplib over real sockets."""
+"""Tests for harness/relay.py, driven by smtplib over real sockets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.relay import Received, ScriptedRelay, make_tls_contexts
+from harness.relay import Received, ScriptedRelay, make_tls_contexts
 
 MSG = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 

@@ -1,4 +1,4 @@
-"""Smoke tests for tests/support/services.py against real redis-server and PostgreSQL."""
+"""Smoke tests for harness/services.py against real redis-server and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.support.services import (
+from harness.services import (
     PostgresServer,
     RedisServer,
     create_database,

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.services import free_port
 from tests.conftest import Env
-from tests.support.services import free_port
 
 POCHTA = [sys.executable, "-m", "app.cli"]
 

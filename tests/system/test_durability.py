@@ -1,7 +1,7 @@
 """Nothing lost, nothing doubled, proven by killing things: real processes, real services.
 
 Every test here runs `pochta api`, `pochta worker` and `pochta scheduler` as a user
-would, on a PostgreSQL and a Redis of its own (tests/support/services.py), which it
+would, on a PostgreSQL and a Redis of its own (harness/services.py), which it
 may flush, stop and restart without touching the machine's shared ones.
 """
 
@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.relay import ScriptedRelay
+from harness.services import PostgresServer, RedisServer, drop_database
+from harness.stack import Stack
 from tests.conftest import BASE_ENV, Env, applied, make_key
 from tests.support.checks import (
     copies_by_message_id,
@@ -32,9 +35,6 @@ from tests.support.checks import (
     wait_for_statuses,
     wait_until,
 )
-from tests.support.relay import ScriptedRelay
-from tests.support.services import PostgresServer, RedisServer, drop_database
-from tests.support.stack import Stack
 from worker.celery_app import QUEUE
 
 FINAL = {"sent", "partially_sent", "failed", "canceled"}

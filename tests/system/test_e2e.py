@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.relay import ScriptedRelay
+from harness.stack import Stack
 from tests.conftest import Env, make_key
-from tests.support.relay import ScriptedRelay
-from tests.support.stack import Stack
 
 
 @pytest.fixture

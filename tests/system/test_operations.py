@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.relay import ScriptedRelay
+from harness.services import free_port, wait_for_port
+from harness.stack import Stack
 from tests.conftest import Env, _configure, make_key
 from tests.support.prometheus import Samples, parse, value
-from tests.support.relay import ScriptedRelay
-from tests.support.services import free_port, wait_for_port
-from tests.support.stack import Stack
 
 RELAY_USER = "pochta-relay-user"
 RELAY_PASSWORD = "relay-Pa55-never-logged"

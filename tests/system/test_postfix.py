@@ -10,9 +10,9 @@ import pytest
 
 from app import db
 from app.messages import repository
+from harness.postfix import PostfixRelay, Recorder, self_signed_certificate
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
-from tests.support.postfix import PostfixRelay, Recorder, self_signed_certificate
 from worker.tasks import deliver_messages
 
 GREY = "grey@example.org"

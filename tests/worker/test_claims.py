@@ -16,10 +16,10 @@ from app import db
 from app.messages import repository
 from app.messages.models import Message
 from app.orm import utcnow
+from harness.relay import ScriptedRelay
 from tests.conftest import Env
 from tests.support.checks import statuses
 from tests.support.flow import fetch, submit
-from tests.support.relay import ScriptedRelay
 from worker import shutdown
 from worker.delivery import deliver as real_deliver
 from worker.tasks import deliver_messages

@@ -10,10 +10,10 @@ from sqlalchemy import event, select
 
 from app import db
 from app.messages.models import Message
+from harness.relay import ScriptedRelay
 from tests.conftest import Env
 from tests.support.checks import statuses
 from tests.support.flow import fetch, run_until_final, submit
-from tests.support.relay import ScriptedRelay
 from worker.dispatch import CHUNK
 from worker.tasks import deliver_messages
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.relay import ScriptedRelay
+from harness.services import RedisServer
+from harness.stack import Stack
 from tests.conftest import Env, make_key
 from tests.support.checks import copies_by_message_id, message_ids, statuses, submit, wait_until
-from tests.support.relay import ScriptedRelay
-from tests.support.services import RedisServer
-from tests.support.stack import Stack
 
 
 @pytest.fixture

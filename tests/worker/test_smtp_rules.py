@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from harness.relay import ScriptedRelay, make_tls_contexts
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
-from tests.support.relay import ScriptedRelay, make_tls_contexts
 from worker.smtp import CHECK_AFTER_IDLE_SECONDS
 from worker.tasks import deliver_messages
 
