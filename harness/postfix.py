@@ -23,9 +23,10 @@ from typing import Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from harness.ports import LOOPBACK, free_port
+
 POSTFIX = "/usr/sbin/postfix"
 MAIL_OWNER = "postfix"  # Debian's mail_owner default; the package creates the user
-LOOPBACK = "127.0.0.1"
 _SMTP_SINK_CANDIDATES = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
 _INSTALL_HINT = "run scripts/ensure-postfix as root (apt-get install postfix)"
 
@@ -69,14 +70,6 @@ def smtp_sink_path() -> str:
         f"Postfix's smtp-sink not found (looked in {', '.join(_SMTP_SINK_CANDIDATES)} "
         f"and PATH); it ships in Debian's postfix package: {_INSTALL_HINT}"
     )
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

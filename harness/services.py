@@ -1,4 +1,4 @@
-"""Private, throwaway Redis and PostgreSQL servers (and database helpers) for tests."""
+"""Private, throwaway Redis and PostgreSQL servers, and databases on a shared server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -22,13 +21,14 @@ import psycopg
 import redis
 from psycopg import sql
 
+from app import processes
+from harness.ports import free_port, port_open, wait_port_closed
+
 __all__ = [
     "PostgresServer",
     "RedisServer",
     "create_database",
     "drop_database",
-    "free_port",
-    "wait_for_port",
 ]
 
 PG_OS_USER = "postgres"
@@ -54,41 +54,6 @@ def _stop_all() -> None:
     for server in list(_LIVE.values()):
         with contextlib.suppress(Exception):
             server.stop()
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_open(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    """Block until host:port accepts TCP connections, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while not _port_open(host, port):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{host}:{port} did not open within {timeout:.1f}s")
-        time.sleep(0.05)
-
-
-def _wait_port_closed(host: str, port: int, timeout: float = STOP_TIMEOUT) -> None:
-    """Block until host:port refuses TCP connections, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while _port_open(host, port):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{host}:{port} still open after {timeout:.1f}s")
-        time.sleep(0.05)
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -156,7 +121,7 @@ class RedisServer:
             raise RuntimeError("redis-server not found on PATH")
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Fail fast and clearly if something else grabbed the port since __init__/stop().
-        if _port_open("127.0.0.1", self.port):
+        if port_open("127.0.0.1", self.port):
             raise RuntimeError(f"port {self.port} is already in use; cannot start Redis there")
         cmd = [
             self._binary,
@@ -167,10 +132,7 @@ class RedisServer:
             "--dir", str(self.workdir),
             "--daemonize", "no",
         ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
+        self._proc = processes.spawn(cmd, log=self.log_path)
         _LIVE[id(self)] = self
         try:
             self._wait_ready()
@@ -208,14 +170,8 @@ class RedisServer:
         _LIVE.pop(id(self), None)
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        _wait_port_closed("127.0.0.1", self.port)
+        processes.stop([proc], timeout=STOP_TIMEOUT)
+        wait_port_closed("127.0.0.1", self.port, STOP_TIMEOUT)
 
     def flushall(self) -> None:
         """Delete every key in every database."""
@@ -387,7 +343,7 @@ class PostgresServer:
         self._prepare_workdir()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        if _port_open("127.0.0.1", self.port):
+        if port_open("127.0.0.1", self.port):
             raise RuntimeError(f"port {self.port} is already in use; cannot start PostgreSQL")
         _LIVE[id(self)] = self
         self._running = True
@@ -433,7 +389,7 @@ class PostgresServer:
                 self._run("pg_ctl", ["stop", "-D", str(self.data_dir), "-m", "fast", "-w"])
             except RuntimeError:
                 self._kill_postmaster()
-        _wait_port_closed("127.0.0.1", self.port)
+        wait_port_closed("127.0.0.1", self.port, STOP_TIMEOUT)
 
     def _kill_postmaster(self) -> None:
         """Last resort when pg_ctl stop fails: SIGQUIT (immediate shutdown), then SIGKILL."""

@@ -1,4 +1,7 @@
-"""Pochta's own processes (api, worker, scheduler) started as a user would start them."""
+"""Pochta's own processes (api, worker, scheduler) started as a user would start them.
+
+Each leads its own process group (app/processes.py), so a stop reaches Celery's pool too.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from harness.services import free_port, wait_for_port
+from app import processes
+from harness.ports import free_port, wait_for_port
 
 
 class Stack:
@@ -30,13 +34,10 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
+        process = processes.spawn(
             [sys.executable, "-m", "app.cli", *args],
             env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log=self.logdir / f"{name}.log",
         )
         self.processes[name] = process
         return process
@@ -54,16 +55,13 @@ class Stack:
             wait_for_port("127.0.0.1", self.port, timeout=30)
 
     def stop(self, *names: str, sig: int = signal.SIGTERM) -> None:
-        for name in names or tuple(self.processes):
-            process = self.processes.pop(name, None)
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Stop the named processes' groups (all when none are named), SIGKILL after 30 s."""
+        stopping = [
+            self.processes.pop(name)
+            for name in names or tuple(self.processes)
+            if name in self.processes
+        ]
+        processes.stop(stopping, timeout=30, sig=sig)
 
     def logs(self) -> str:
         return "\n".join(

@@ -10,14 +10,8 @@ import psycopg
 import pytest
 import redis
 
-from harness.services import (
-    PostgresServer,
-    RedisServer,
-    create_database,
-    drop_database,
-    free_port,
-    wait_for_port,
-)
+from harness.ports import free_port, wait_for_port
+from harness.services import PostgresServer, RedisServer, create_database, drop_database
 
 SHARED_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

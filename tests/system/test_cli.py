@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.services import free_port
+from harness.ports import free_port
 from tests.conftest import Env
 
 POCHTA = [sys.executable, "-m", "app.cli"]

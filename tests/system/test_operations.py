@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.ports import free_port, wait_for_port
 from harness.relay import ScriptedRelay
-from harness.services import free_port, wait_for_port
 from harness.stack import Stack
 from tests.conftest import Env, _configure, make_key
 from tests.support.prometheus import Samples, parse, value
