@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
 
 from app import db
-from app.messages.models import Message, Recipient
+from tests.api.helpers import count_rows, problem
 from tests.conftest import Env, make_key
 
 GOOD: dict[str, Any] = {
@@ -20,22 +19,6 @@ GOOD: dict[str, Any] = {
     "subject": "Hello Billy",
     "text": "plain body",
 }
-
-
-def count_rows() -> tuple[int, int]:
-    with db.session_scope() as session:
-        messages = session.scalar(select(func.count()).select_from(Message))
-        recipients = session.scalar(select(func.count()).select_from(Recipient))
-    return int(messages or 0), int(recipients or 0)
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    return body
 
 
 def test_submit_answers_202_with_location_and_the_message(api: TestClient) -> None:

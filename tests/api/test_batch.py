@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from harness.relay import ScriptedRelay
-from tests.api.test_api import count_rows, problem
+from tests.api.helpers import count_rows, problem
 from tests.support.flow import run_until_final
 
 
