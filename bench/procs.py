@@ -1,70 +1,11 @@
-"""Child processes in their own process groups, stopped as a whole; their memory from /proc."""
+"""The benchmark's processes as /proc sees them: who descends from whom, how much memory.
+
+Starting and stopping them is app/processes.py's job.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import signal
-import subprocess
-import time
-from collections.abc import Sequence
 from pathlib import Path
-
-STOP_TIMEOUT = 30.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it if the benchmark itself is killed (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def spawn(
-    argv: Sequence[str], *, env: dict[str, str], log: Path, cwd: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """Start argv as the leader of a new process group, its output appended to log."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            list(argv),
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Called between fork and exec; the benchmark starts no threads of its own.
-            preexec_fn=_die_with_parent,
-        )
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the process's whole group, wait for it, SIGKILL whatever is left."""
-    pgid = process.pid  # start_new_session made it the group's leader
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=timeout)
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    if process.poll() is None:
-        process.kill()
-    process.wait()
 
 
 def _parent_of(pid: int) -> int | None:

@@ -11,9 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import redis
 
-from bench.procs import spawn, stop_group
-from tests.support.postfix import smtp_sink_path
-from tests.support.services import create_database, drop_database, free_port, wait_for_port
+from app import processes
+from harness.ports import free_port, wait_for_port
+from harness.postfix import smtp_sink_path
+from harness.services import create_database, drop_database
 
 # Every table the messages domain writes; keys stay, so the API key survives a reset.
 _MESSAGE_TABLES = "attempts, recipients, message_tags, idempotency_records, messages"
@@ -32,7 +33,7 @@ class Sink:
         # As root smtp-sink must drop privileges (-u) once it has its socket.
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         argv = [smtp_sink_path(), "-4", *user, f"127.0.0.1:{self.port}", "1000"]
-        process = spawn(argv, env=dict(os.environ), log=self.logdir / "smtp-sink.log")
+        process = processes.spawn(argv, env=dict(os.environ), log=self.logdir / "smtp-sink.log")
         self._process = process
         try:
             wait_for_port("127.0.0.1", self.port, timeout=10)
@@ -43,7 +44,7 @@ class Sink:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            stop_group(process)
+            processes.stop([process])
 
 
 def _libpq(url: str) -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.procs import descendants, spawn, stop_group
-from tests.support.services import free_port
+from app import processes
+from bench.procs import descendants
+from harness.ports import free_port
 
 COMMAND_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
@@ -70,7 +71,7 @@ class Stack:
 
     def start(self, name: str, *args: str) -> None:
         log = self.logdir / f"{name}.log"
-        self.processes[name] = spawn(
+        self.processes[name] = processes.spawn(
             [sys.executable, "-m", "app.cli", *args], env=self.env, log=log
         )
 
@@ -90,7 +91,7 @@ class Stack:
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)
         if process is not None:
-            stop_group(process)
+            processes.stop([process])
 
     def stop_all(self) -> None:
         for name in list(self.processes):

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from fastapi.testclient import TestClient
 
 from app import db
 from app.cli import run_migrations
 from app.config import get_settings
 from app.keys.service import create_key
-from tests.support.relay import ScriptedRelay
-from tests.support.services import create_database, drop_database
+from harness.relay import ScriptedRelay
+from harness.services import create_database, drop_database
 from worker import celery_app, tasks
 
 SHARED_POSTGRES = os.environ.get(
@@ -143,13 +142,3 @@ def make_key(tenant: str = "acme") -> str:
     with db.session_scope() as session:
         _, secret = create_key(session, tenant=tenant, name="test")
     return secret
-
-
-@pytest.fixture
-def api(sqlite_env: Env) -> Iterator[TestClient]:
-    """The API in-process on SQLite, authenticated as tenant acme."""
-    from app.main import create_app
-
-    with TestClient(create_app(), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {make_key()}"
-        yield client

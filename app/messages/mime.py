@@ -35,7 +35,7 @@ UTF8_HEADERS = policy.SMTPUTF8.clone(cte_type="7bit")
 # an address) and encodes long URLs (RFC 2369). It stays for what compat32 cannot write:
 # UTF-8 addresses (SMTPUTF8, raw UTF-8 headers, no encoded words), the structured custom
 # headers below, and header runs too long to fold. Both read back the same
-# (tests/test_mime.py checks it).
+# (tests/domain/test_mime.py checks it).
 COMPAT32_SMTP = policy.compat32.clone(linesep="\r\n", mangle_from_=False)
 # Custom headers the modern API parses with structure (Sender, Resent-*, Orig-Date): it may
 # refuse or rewrite them, and that behaviour is kept by leaving them to it.

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app import db
 from app.messages.models import Message
-from tests.support.relay import ScriptedRelay
+from harness.relay import ScriptedRelay
 
 
 def copies_by_message_id(relay: ScriptedRelay) -> Counter[str]:
