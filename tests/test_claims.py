@@ -13,16 +13,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from app import db
+from app.clock import utcnow
 from app.messages import repository
 from app.messages.models import Message
-from app.orm import utcnow
 from tests.conftest import Env
 from tests.support.checks import statuses
 from tests.support.flow import fetch, submit
 from tests.support.relay import ScriptedRelay
 from worker import shutdown
 from worker.delivery import deliver as real_deliver
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +68,7 @@ def deliver_then(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
         action(message)
         return result
 
-    monkeypatch.setattr("worker.tasks.deliver", deliver)
+    monkeypatch.setattr("worker.delivery_loop.deliver", deliver)
 
 
 def test_a_stopping_worker_starts_nothing_and_hands_all_back(relay: ScriptedRelay) -> None:

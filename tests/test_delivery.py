@@ -10,12 +10,12 @@ from sqlalchemy import event, select
 
 from app import db
 from app.messages.models import Message
+from app.outbox.publisher import CHUNK
 from tests.conftest import Env
 from tests.support.checks import statuses
 from tests.support.flow import fetch, run_until_final, submit
 from tests.support.relay import ScriptedRelay
-from worker.dispatch import CHUNK
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 def test_greylisted_then_accepted_ends_sent_after_two_attempts(relay: ScriptedRelay) -> None:
@@ -149,8 +149,8 @@ def test_what_arrives_is_what_was_built(relay: ScriptedRelay) -> None:
 
 def test_a_canceled_message_is_never_delivered(relay: ScriptedRelay) -> None:
     from app import db
+    from app.clock import utcnow
     from app.messages import repository
-    from app.orm import utcnow
 
     message_id = submit()
     with db.session_scope() as session:

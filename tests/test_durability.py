@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.outbox.broker import QUEUE
 from tests.conftest import BASE_ENV, Env, applied, make_key
 from tests.support.checks import (
     copies_by_message_id,
@@ -35,7 +36,6 @@ from tests.support.checks import (
 from tests.support.relay import ScriptedRelay
 from tests.support.services import PostgresServer, RedisServer, drop_database
 from tests.support.stack import Stack
-from worker.celery_app import QUEUE
 
 FINAL = {"sent", "partially_sent", "failed", "canceled"}
 

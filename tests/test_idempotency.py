@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app import db
+from app.clock import utcnow
 from app.idempotency import repository, service
 from app.keys.service import authenticate
 from app.messages.models import IdempotencyRecord, Message
-from app.orm import utcnow
+from app.outbox.scheduler import purge_idempotency_records
 from tests.conftest import Env, make_key
 from tests.support.stack import Stack
-from worker.scheduler import purge_idempotency_records
 
 BODY: dict[str, Any] = {"from": "a@example.org", "to": ["b@example.org"], "text": "hello"}
 

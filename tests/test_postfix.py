@@ -13,7 +13,7 @@ from app.messages import repository
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
 from tests.support.postfix import PostfixRelay, Recorder, self_signed_certificate
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 GREY = "grey@example.org"
 NOBODY = "nobody@example.org"

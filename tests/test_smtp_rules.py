@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
 from tests.support.relay import ScriptedRelay, make_tls_contexts
+from worker.delivery_loop import deliver_messages
 from worker.smtp import CHECK_AFTER_IDLE_SECONDS
-from worker.tasks import deliver_messages
 
 RelayFactory = Callable[..., ScriptedRelay]
 

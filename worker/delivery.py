@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from app.messages.attempts import AttemptResult, RecipientResult, Reply
 from app.messages.models import Message
+from app.messages.relay_results import AttemptResult, RecipientResult, Reply
 from app.messages.states import OPEN_RECIPIENT, RecipientStatus, Stage
 from worker.smtp import NoReplyAfterData, RelayConnection, RelayPool, SessionError
 

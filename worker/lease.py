@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.config import Settings
 from app.messages import repository
-from app.orm import utcnow
 from worker import shutdown
 
 log = logging.getLogger("pochta.worker")

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from app.config import Settings, SmtpSecurity
-from app.messages.attempts import Reply
+from app.messages.relay_results import Reply
 from app.messages.states import Stage
 
 log = logging.getLogger("pochta.smtp")

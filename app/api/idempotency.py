@@ -24,9 +24,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from app.api.deps import SettingsDep, UnitOfWork, WorkDep
+from app.clock import utcnow
 from app.idempotency import service
 from app.idempotency.service import HEADER, MAX_KEY_LENGTH, Answer, Started
-from app.orm import utcnow
 
 log = logging.getLogger("pochta.api")
 

@@ -10,6 +10,7 @@ from app.api.deps import JsonBody, MessageIdDep, SettingsDep, WorkDep
 from app.api.idempotency import IdempotencyDep
 from app.api.metrics import count_accepted
 from app.api.openapi import LOCATION, problems
+from app.clock import utcnow
 from app.messages import batch as batch_service
 from app.messages import listing, service
 from app.messages.schemas import (
@@ -20,9 +21,8 @@ from app.messages.schemas import (
     SubmitBatch,
     SubmitMessage,
 )
-from app.messages.views import batch_item_out, message_out
-from app.orm import utcnow
-from worker.dispatch import doorbell
+from app.messages.serializers import batch_item_out, message_out
+from app.outbox.doorbell import doorbell
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 

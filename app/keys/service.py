@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.errors import NotFound, Unauthorized
 from app.keys.models import ApiKey
-from app.orm import utcnow
 
 KEY_PREFIX = "pk_"
 

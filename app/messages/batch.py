@@ -13,7 +13,7 @@ from app.config import Settings
 from app.errors import PochtaError, validation_problem
 from app.keys.service import Caller
 from app.messages import repository
-from app.messages.accepted import NewMessage
+from app.messages.new_message import NewMessage
 from app.messages.schemas import SubmitMessage
 from app.messages.service import prepare_message
 

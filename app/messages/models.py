@@ -17,8 +17,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
+from app.clock import utcnow
+from app.ids import new_id
 from app.messages.states import AttemptOutcome, MessageStatus, RecipientStatus, Stage
-from app.orm import Base, EnumText, UTCDateTime, new_id, utcnow
+from app.orm import Base, EnumText, UTCDateTime
 
 
 class Message(Base):

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
-from app.messages.accepted import NewMessage
 from app.messages.models import Attempt, Message, MessageTag, Recipient
+from app.messages.new_message import NewMessage
 from app.messages.outcomes import AttemptRecord, Settlement
 from app.messages.states import CANCELABLE, CLAIMABLE, MessageStatus, RecipientStatus
 from app.orm import Base

@@ -10,14 +10,15 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
+from app.ids import new_id
 from app.keys.service import Caller
 from app.messages import repository
-from app.messages.accepted import NewMessage, NewRecipient
 from app.messages.addresses import parse_mailbox
-from app.messages.attempts import AttemptResult
 from app.messages.mime import HeaderError, build_message
 from app.messages.models import Message
+from app.messages.new_message import NewMessage, NewRecipient
 from app.messages.outcomes import AttemptRecord, RecipientChange, Settlement
+from app.messages.relay_results import AttemptResult
 from app.messages.schemas import SubmitMessage
 from app.messages.states import (
     OPEN_RECIPIENT,
@@ -26,7 +27,6 @@ from app.messages.states import (
     attempt_outcome_for,
     message_status_for,
 )
-from app.orm import new_id
 
 
 def _recipients(submit: SubmitMessage) -> list[NewRecipient]:

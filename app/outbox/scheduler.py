@@ -7,12 +7,12 @@ import threading
 import time
 from datetime import timedelta
 
+from app.clock import utcnow
 from app.config import get_settings
 from app.db import session_scope
 from app.idempotency import service as idempotency
 from app.messages import repository
-from app.orm import utcnow
-from worker.dispatch import publish_or_release
+from app.outbox.publisher import publish_or_release
 
 log = logging.getLogger("pochta.scheduler")
 
