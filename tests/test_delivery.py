@@ -140,7 +140,7 @@ def test_what_arrives_is_what_was_built(relay: ScriptedRelay) -> None:
     assert body is not None
     assert body.get_content().replace("\r\n", "\n") == ".leading dot\n..two dots\n.\nend\n"
     from app import db
-    from app.messages import repository
+    from app.messages.repository import api as repository
 
     with db.session_scope() as session:
         raw = repository.get_raw(session, tenant="acme", message_id=message_id)
@@ -150,7 +150,7 @@ def test_what_arrives_is_what_was_built(relay: ScriptedRelay) -> None:
 def test_a_canceled_message_is_never_delivered(relay: ScriptedRelay) -> None:
     from app import db
     from app.clock import utcnow
-    from app.messages import repository
+    from app.messages.repository import api as repository
 
     message_id = submit()
     with db.session_scope() as session:

@@ -18,9 +18,10 @@ from sqlalchemy import func, select
 from app import db
 from app.clock import utcnow
 from app.idempotency import repository, service
+from app.idempotency.models import IdempotencyRecord
 from app.keys.service import authenticate
 from app.messages import service as message_service
-from app.messages.models import IdempotencyRecord, Message
+from app.messages.models import Message
 from app.outbox.scheduler import purge_idempotency_records
 from tests.conftest import Env, make_key
 from tests.support.prometheus import parse, value

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import db
-from app.messages import repository
+from app.messages.repository import api as repository
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
 from tests.support.postfix import PostfixRelay, Recorder, self_signed_certificate

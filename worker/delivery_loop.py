@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import get_engine
-from app.messages import repository
+from app.messages.repository import queue
 from worker.delivery import deliver
 from worker.lease import Hold
 from worker.process import relay_pool
@@ -36,7 +36,7 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
     lease_until = now + timedelta(seconds=settings.sending_lease_seconds)
     with _task_session() as session:
         with session.begin():
-            messages = repository.claim(
+            messages = queue.claim(
                 session, message_ids=message_ids, now=now, lease_until=lease_until
             )
         if not messages:

@@ -26,10 +26,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.messages import repository
 from app.messages.models import Message
 from app.messages.outcomes import Settlement
 from app.messages.relay_results import AttemptResult
+from app.messages.repository import recording as repository
 from app.messages.service import RetryPolicy, settle_attempt
 from worker.metrics import record_attempt
 

@@ -12,13 +12,13 @@ from app.config import Settings
 from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
 from app.ids import new_id
 from app.keys.service import Caller
-from app.messages import repository
 from app.messages.addresses import parse_mailbox
 from app.messages.mime import HeaderError, build_message
 from app.messages.models import Message
 from app.messages.new_message import NewMessage, NewRecipient
 from app.messages.outcomes import AttemptRecord, RecipientChange, Settlement
 from app.messages.relay_results import AttemptResult
+from app.messages.repository import api as repository
 from app.messages.schemas import SubmitMessage
 from app.messages.states import (
     OPEN_RECIPIENT,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from app.db import session_scope
-from app.messages import repository
+from app.messages.repository import queue
 from app.outbox.broker import DELIVER_TASK, get_celery
 
 log = logging.getLogger("pochta.dispatch")
@@ -39,7 +39,7 @@ def publish_or_release(message_ids: Sequence[str], chunk: int = CHUNK) -> bool:
         return True
     try:
         with session_scope() as session:
-            repository.release_dispatch(session, message_ids=message_ids)
+            queue.release_dispatch(session, message_ids=message_ids)
     except Exception:
         # The database is down too: the dispatch lease runs out and the scheduler retries.
         log.exception("could not release dispatch lease", extra={"message_ids": list(message_ids)})
