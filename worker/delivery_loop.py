@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import get_engine
+from app.messages.backoff import ExponentialBackoff
 from app.messages.repository import queue
 from worker.delivery import deliver
 from worker.lease import Hold
 from worker.process import relay_pool
 from worker.recording import Recorder
-from worker.retry import RetryPolicy
 
 
 @contextmanager
@@ -44,7 +44,7 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
         claimed = [message.id for message in messages]
         pool = relay_pool()
         hold = Hold(session, claimed, lease_until, settings)
-        recorder = Recorder(session, RetryPolicy(settings))
+        recorder = Recorder(session, ExponentialBackoff(settings))
         try:
             for message in messages:
                 # Not when the worker is stopping (the rest is handed back), nor once taken.

@@ -49,8 +49,9 @@ async def submit_message(
         message = service.submit_message(
             work.session, caller=caller, submit=submit, settings=settings, now=utcnow()
         )
-        if message.status == "queued":
-            work.after_commit(lambda: doorbell.ring([message.id]))
+        due = service.due_now([message])
+        if due:
+            work.after_commit(lambda: doorbell.ring(due))
         work.after_commit(count_accepted)
         location = f"/v1/messages/{message.id}"
         response.headers["Location"] = location
@@ -75,7 +76,7 @@ async def submit_batch(
         outcomes = batch_service.submit_batch(
             work.session, caller=caller, items=batch.messages, settings=settings, now=utcnow()
         )
-        due = [o.message.id for o in outcomes if o.message and o.message.status == "queued"]
+        due = service.due_now(o.message for o in outcomes if o.message)
         accepted = sum(1 for o in outcomes if o.message)
         work.after_commit(lambda: count_accepted(accepted))
         if due:

@@ -48,11 +48,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from app.metrics import use_private_multiprocess_dir
     from app.outbox.broker import QUEUE
-    from worker.tasks import consuming_app
 
     # Before the pool forks: its processes count there, this one serves the sum.
     use_private_multiprocess_dir("worker")
     from worker.metrics import serve
+    from worker.tasks import consuming_app
 
     serve(settings)
     # JSON logs are one object a line: no banner (--quiet) among them.

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.messages.models import Attempt, Message, Recipient
-from app.messages.outcomes import AttemptRecord, Settlement
+from app.messages.settlement import AttemptRecord, Settlement
 from app.messages.states import MessageStatus
 from app.orm import Base
 
