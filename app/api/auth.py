@@ -2,7 +2,7 @@
 
 Routes of the /v1 API use AuthenticatedRoute: the key is checked before FastAPI reads,
 parses or validates the body, the path or the query, so a caller without a valid key
-hears 401 and nothing else (no 413, 415 or 422 that would tell it about the API).
+hears 401 and nothing else (no 415 or 422 that would tell it about the API).
 """
 
 from __future__ import annotations
