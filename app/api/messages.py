@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.auth import AuthenticatedRoute, CallerDep
+from app.api.auth import AuthenticatedRoute, CredentialsDep
 from app.api.idempotency import IdempotencyDep
 from app.api.metrics import count_accepted
 from app.api.openapi import LOCATION, problems
@@ -39,7 +39,7 @@ async def submit_message(
     submit: SubmitMessage,
     response: Response,
     work: WorkDep,
-    caller: CallerDep,
+    credentials: CredentialsDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> MessageOut:
@@ -47,7 +47,11 @@ async def submit_message(
 
     def accept() -> MessageOut:
         message = service.submit_message(
-            work.session, caller=caller, submit=submit, settings=settings, now=utcnow()
+            work.session,
+            caller=credentials.caller(work.session),
+            submit=submit,
+            settings=settings,
+            now=utcnow(),
         )
         due = service.due_now([message])
         if due:
@@ -66,7 +70,7 @@ async def submit_message(
 async def submit_batch(
     batch: SubmitBatch,
     work: WorkDep,
-    caller: CallerDep,
+    credentials: CredentialsDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> BatchResults:
@@ -74,7 +78,11 @@ async def submit_batch(
 
     def accept() -> BatchResults:
         outcomes = batch_service.submit_batch(
-            work.session, caller=caller, items=batch.messages, settings=settings, now=utcnow()
+            work.session,
+            caller=credentials.caller(work.session),
+            items=batch.messages,
+            settings=settings,
+            now=utcnow(),
         )
         due = service.due_now(o.message for o in outcomes if o.message)
         accepted = sum(1 for o in outcomes if o.message)
@@ -89,12 +97,14 @@ async def submit_batch(
 
 @router.get("", responses=problems(401, 422, 503))
 async def list_messages(
-    query: Annotated[ListQuery, Query()], work: WorkDep, caller: CallerDep
+    query: Annotated[ListQuery, Query()], work: WorkDep, credentials: CredentialsDep
 ) -> MessagePage:
     """The tenant's messages, newest first; `next_cursor` (with the same filters) pages on."""
 
     def read() -> MessagePage:
-        page = listing.list_messages(work.session, caller=caller, query=query)
+        page = listing.list_messages(
+            work.session, caller=credentials.caller(work.session), query=query
+        )
         data = [message_out(m) for m in page.messages]
         return MessagePage(data=data, next_cursor=page.next_cursor)
 
@@ -102,10 +112,16 @@ async def list_messages(
 
 
 @router.get("/{message_id}", responses=problems(401, 404, 503))
-async def get_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> MessageOut:
+async def get_message(
+    message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep
+) -> MessageOut:
     """The message, each recipient's status and every attempt with the relay's reply."""
     return await work.run(
-        lambda: message_out(service.get_message(work.session, caller=caller, message_id=message_id))
+        lambda: message_out(
+            service.get_message(
+                work.session, caller=credentials.caller(work.session), message_id=message_id
+            )
+        )
     )
 
 
@@ -125,19 +141,28 @@ async def get_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep
         **problems(401, 404, 503),
     },
 )
-async def get_raw(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> Response:
+async def get_raw(message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep) -> Response:
     """The exact RFC 5322 bytes that are (or were) sent."""
     raw = await work.run(
-        lambda: service.get_raw(work.session, caller=caller, message_id=message_id)
+        lambda: service.get_raw(
+            work.session, caller=credentials.caller(work.session), message_id=message_id
+        )
     )
     return Response(raw, media_type="message/rfc822")
 
 
 @router.post("/{message_id}/cancel", responses=problems(401, 404, 409, 503))
-async def cancel_message(message_id: MessageIdDep, work: WorkDep, caller: CallerDep) -> MessageOut:
+async def cancel_message(
+    message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep
+) -> MessageOut:
     """Stop a scheduled, queued or deferred message; 409 once it is sending or finished."""
     return await work.run(
         lambda: message_out(
-            service.cancel_message(work.session, caller=caller, message_id=message_id, now=utcnow())
+            service.cancel_message(
+                work.session,
+                caller=credentials.caller(work.session),
+                message_id=message_id,
+                now=utcnow(),
+            )
         )
     )
