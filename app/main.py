@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import runtime
 from app.api import (
     access_log,
     docs_pages,
@@ -22,7 +23,7 @@ from app.api import (
 )
 from app.config import get_settings
 from app.errors import PayloadTooLarge
-from worker.dispatch import doorbell
+from app.outbox.doorbell import doorbell
 
 DOORBELL_FLUSH_SECONDS = 5.0
 API_THREADS = 8
@@ -77,6 +78,8 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Route work is CPU-bound Python: more threads than this only queue on the GIL, and
     # each waits longer for its turn (anyio's default is 40, above the database pool's 30).
     to_thread.current_default_thread_limiter().total_tokens = API_THREADS
+    runtime.start()
+    doorbell.start()
     yield
     # Ring for what was accepted last before the process goes; the scheduler would, later.
     await run_in_threadpool(doorbell.flush, DOORBELL_FLUSH_SECONDS)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -11,8 +9,6 @@ from typing import Any, TypeVar
 from sqlalchemy import DateTime, Dialect, MetaData, String
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
-
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -64,17 +60,3 @@ class EnumText(TypeDecorator[E]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
         return None if value is None else self.enum(value)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id(prefix: str) -> str:
-    """A time-ordered random id (ULID layout, lower-case Crockford base32) with a prefix."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return prefix + "".join(reversed(chars))

@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from app.config import get_settings
-from app.db import make_engine
 from app.models import Base
+from app.runtime import make_engine
 
 
 def run_migrations() -> None:

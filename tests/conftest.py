@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from app import db
-from app.cli import run_migrations
+from app import db, runtime
+from app.cli.migrate import run_migrations
 from app.config import get_settings
 from app.keys.service import create_key
+from app.outbox import broker
 from harness.relay import ScriptedRelay
 from harness.services import create_database, drop_database
-from worker import celery_app, tasks
+from worker import process
 
 SHARED_POSTGRES = os.environ.get(
     "POCHTA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -60,11 +61,9 @@ class Env:
 def reload_settings() -> None:
     """Forget every cached object built from settings."""
     get_settings.cache_clear()
-    celery_app.get_celery.cache_clear()
-    db.dispose_engine()
-    if tasks._pool is not None:
-        tasks._pool.close()
-        tasks._pool = None
+    broker.get_celery.cache_clear()
+    runtime.stop()
+    process.close_pool()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

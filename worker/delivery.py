@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from app.messages.attempts import AttemptResult, RecipientResult, Reply
 from app.messages.models import Message
+from app.messages.relay_results import AttemptResult, RecipientResult, Reply
 from app.messages.states import OPEN_RECIPIENT, RecipientStatus, Stage
 from worker.smtp.connection import RelayConnection
 from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.config import Settings
-from app.messages import repository
-from app.orm import utcnow
+from app.messages.repository import queue
 from worker import shutdown
 
 log = logging.getLogger("pochta.worker")
@@ -53,7 +53,7 @@ class Hold:
         if self._held[message_id] - now > self._lease / 2:
             return True
         with self._session.begin():
-            renewed = repository.renew_lease(
+            renewed = queue.renew_lease(
                 self._session,
                 message_id=message_id,
                 held_until=self._held[message_id],
@@ -70,7 +70,7 @@ class Hold:
         if not self._unstarted:
             return
         with self._session.begin():
-            returned = repository.hand_back(
+            returned = queue.hand_back(
                 self._session,
                 message_ids=self._unstarted,
                 held_until=self._claimed_until,

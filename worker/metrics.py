@@ -12,8 +12,8 @@ import logging
 from prometheus_client import Counter, Histogram, start_http_server
 
 from app.config import Settings
-from app.messages.attempts import AttemptResult
 from app.messages.models import Message
+from app.messages.relay_results import AttemptResult
 from app.messages.states import FINAL, AttemptOutcome, MessageStatus, attempt_outcome_for
 from app.metrics import scrape_registry
 from worker.smtp.connection import RelayConnection

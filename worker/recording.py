@@ -25,12 +25,11 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from app.messages import repository
-from app.messages.attempts import AttemptResult
+from app.clock import utcnow
 from app.messages.models import Message
-from app.messages.outcomes import Settlement
-from app.messages.service import RetryPolicy, settle_attempt
-from app.orm import utcnow
+from app.messages.relay_results import AttemptResult
+from app.messages.repository import recording as repository
+from app.messages.settlement import RetryPolicy, Settlement, settle_attempt
 from worker.metrics import record_attempt
 
 log = logging.getLogger("pochta.worker")

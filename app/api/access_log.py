@@ -103,7 +103,7 @@ def _fields(
         "path": _path_template(scope),
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        # Left there by the API key check (deps.py: request.state.tenant).
+        # Left there by the API key check (app/api/auth.py: request.state.tenant).
         "tenant": state.get("tenant"),
         "message_id": _message_id(path_params.get("message_id")) or created,
         "request_id": request_id.decode(),

@@ -12,7 +12,7 @@ from app.api.openapi import example, problems
 from app.api.problems import problem_response
 from app.db import get_engine
 from app.errors import Unavailable
-from worker.celery_app import get_celery
+from app.outbox.broker import get_celery
 
 router = APIRouter(tags=["health"])
 

@@ -23,10 +23,12 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from app.api.deps import SettingsDep, UnitOfWork, WorkDep
+from app.api.auth import CredentialsDep
+from app.api.params import SettingsDep
+from app.api.unit_of_work import UnitOfWork, WorkDep
+from app.clock import utcnow
 from app.idempotency import service
 from app.idempotency.service import HEADER, MAX_KEY_LENGTH, Answer, Started
-from app.orm import utcnow
 
 log = logging.getLogger("pochta.api")
 
@@ -70,6 +72,7 @@ async def _raw_body(request: Request) -> bytes:
 async def idempotency(
     request: Request,
     work: WorkDep,
+    credentials: CredentialsDep,
     settings: SettingsDep,
     body: Annotated[bytes, Depends(_raw_body)],
     key: Annotated[
@@ -93,7 +96,7 @@ async def idempotency(
     outcome = await work.run(
         lambda: service.begin(
             work.session,
-            api_key_id=work.caller.key_id,
+            api_key_id=credentials.caller(work.session).key_id,
             key=key,
             request_hash=fingerprint,
             now=utcnow(),

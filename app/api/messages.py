@@ -6,10 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import JsonBody, MessageIdDep, SettingsDep, WorkDep
+from app.api.auth import AuthenticatedRoute, CredentialsDep
 from app.api.idempotency import IdempotencyDep
 from app.api.metrics import count_accepted
 from app.api.openapi import LOCATION, problems
+from app.api.params import JsonBody, MessageIdDep, SettingsDep
+from app.api.unit_of_work import WorkDep
+from app.clock import utcnow
 from app.messages import batch as batch_service
 from app.messages import listing, service
 from app.messages.schemas import (
@@ -20,11 +23,10 @@ from app.messages.schemas import (
     SubmitBatch,
     SubmitMessage,
 )
-from app.messages.views import batch_item_out, message_out
-from app.orm import utcnow
-from worker.dispatch import doorbell
+from app.messages.serializers import batch_item_out, message_out
+from app.outbox.doorbell import doorbell
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"])
+router = APIRouter(prefix="/v1/messages", tags=["messages"], route_class=AuthenticatedRoute)
 
 
 @router.post(
@@ -37,6 +39,7 @@ async def submit_message(
     submit: SubmitMessage,
     response: Response,
     work: WorkDep,
+    credentials: CredentialsDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> MessageOut:
@@ -44,10 +47,15 @@ async def submit_message(
 
     def accept() -> MessageOut:
         message = service.submit_message(
-            work.session, caller=work.caller, submit=submit, settings=settings, now=utcnow()
+            work.session,
+            caller=credentials.caller(work.session),
+            submit=submit,
+            settings=settings,
+            now=utcnow(),
         )
-        if message.status == "queued":
-            work.after_commit(lambda: doorbell.ring([message.id]))
+        due = service.due_now([message])
+        if due:
+            work.after_commit(lambda: doorbell.ring(due))
         work.after_commit(count_accepted)
         location = f"/v1/messages/{message.id}"
         response.headers["Location"] = location
@@ -62,6 +70,7 @@ async def submit_message(
 async def submit_batch(
     batch: SubmitBatch,
     work: WorkDep,
+    credentials: CredentialsDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
 ) -> BatchResults:
@@ -69,9 +78,13 @@ async def submit_batch(
 
     def accept() -> BatchResults:
         outcomes = batch_service.submit_batch(
-            work.session, caller=work.caller, items=batch.messages, settings=settings, now=utcnow()
+            work.session,
+            caller=credentials.caller(work.session),
+            items=batch.messages,
+            settings=settings,
+            now=utcnow(),
         )
-        due = [o.message.id for o in outcomes if o.message and o.message.status == "queued"]
+        due = service.due_now(o.message for o in outcomes if o.message)
         accepted = sum(1 for o in outcomes if o.message)
         work.after_commit(lambda: count_accepted(accepted))
         if due:
@@ -83,11 +96,15 @@ async def submit_batch(
 
 
 @router.get("", responses=problems(401, 422, 503))
-async def list_messages(query: Annotated[ListQuery, Query()], work: WorkDep) -> MessagePage:
+async def list_messages(
+    query: Annotated[ListQuery, Query()], work: WorkDep, credentials: CredentialsDep
+) -> MessagePage:
     """The tenant's messages, newest first; `next_cursor` (with the same filters) pages on."""
 
     def read() -> MessagePage:
-        page = listing.list_messages(work.session, caller=work.caller, query=query)
+        page = listing.list_messages(
+            work.session, caller=credentials.caller(work.session), query=query
+        )
         data = [message_out(m) for m in page.messages]
         return MessagePage(data=data, next_cursor=page.next_cursor)
 
@@ -95,11 +112,15 @@ async def list_messages(query: Annotated[ListQuery, Query()], work: WorkDep) -> 
 
 
 @router.get("/{message_id}", responses=problems(401, 404, 503))
-async def get_message(message_id: MessageIdDep, work: WorkDep) -> MessageOut:
+async def get_message(
+    message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep
+) -> MessageOut:
     """The message, each recipient's status and every attempt with the relay's reply."""
     return await work.run(
         lambda: message_out(
-            service.get_message(work.session, caller=work.caller, message_id=message_id)
+            service.get_message(
+                work.session, caller=credentials.caller(work.session), message_id=message_id
+            )
         )
     )
 
@@ -120,21 +141,28 @@ async def get_message(message_id: MessageIdDep, work: WorkDep) -> MessageOut:
         **problems(401, 404, 503),
     },
 )
-async def get_raw(message_id: MessageIdDep, work: WorkDep) -> Response:
+async def get_raw(message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep) -> Response:
     """The exact RFC 5322 bytes that are (or were) sent."""
     raw = await work.run(
-        lambda: service.get_raw(work.session, caller=work.caller, message_id=message_id)
+        lambda: service.get_raw(
+            work.session, caller=credentials.caller(work.session), message_id=message_id
+        )
     )
     return Response(raw, media_type="message/rfc822")
 
 
 @router.post("/{message_id}/cancel", responses=problems(401, 404, 409, 503))
-async def cancel_message(message_id: MessageIdDep, work: WorkDep) -> MessageOut:
+async def cancel_message(
+    message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep
+) -> MessageOut:
     """Stop a scheduled, queued or deferred message; 409 once it is sending or finished."""
     return await work.run(
         lambda: message_out(
             service.cancel_message(
-                work.session, caller=work.caller, message_id=message_id, now=utcnow()
+                work.session,
+                caller=credentials.caller(work.session),
+                message_id=message_id,
+                now=utcnow(),
             )
         )
     )

@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.db import session_scope
-from app.messages import repository
+from app.messages import listing
 from app.messages.states import MessageStatus
 from app.metrics import scrape_registry
 
@@ -35,7 +35,7 @@ class MessagesByStatus(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with session_scope() as session:
-                counts = repository.count_by_status(session)
+                counts = listing.count_by_status(session)
         except Exception as error:
             # The rest of the scrape is still worth having; /readyz says the database is down.
             log.warning("messages by status not counted: %s", error.__class__.__name__)

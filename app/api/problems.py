@@ -8,11 +8,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import check_key
-from app.errors import BadRequest, PochtaError, Unauthorized, Unavailable, validation_problem
+from app.errors import BadRequest, PochtaError, Unavailable, validation_problem
 
 log = logging.getLogger("pochta.api")
 
@@ -65,14 +64,8 @@ def install(app: FastAPI) -> None:
         return problem_response(error, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, error: RequestValidationError) -> Response:
-        if request.url.path.startswith("/v1/"):
-            try:
-                await check_key(request)
-            except Unauthorized as unauthorized:
-                return problem_response(unauthorized, headers=UNAUTHORIZED_HEADERS)
-            except DBAPIError:
-                pass  # the database is away: the 422 is still true
+    async def _validation(_: Request, error: RequestValidationError) -> Response:
+        # The caller's key was checked before the request was read (api/auth.py).
         return problem_response(validation_problem(error.errors()))
 
     @app.exception_handler(StarletteHTTPException)

@@ -13,7 +13,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.messages.models import IdempotencyRecord
+from app.idempotency.models import IdempotencyRecord
 
 
 def add(session: Session, *, api_key_id: str, key: str, request_hash: str, now: datetime) -> bool:

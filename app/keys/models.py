@@ -7,7 +7,9 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.orm import Base, UTCDateTime, new_id, utcnow
+from app.clock import utcnow
+from app.ids import new_id
+from app.orm import Base, UTCDateTime
 
 
 class ApiKey(Base):

@@ -7,12 +7,12 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.errors import NotFound, Unauthorized
+from app.keys import repository
 from app.keys.models import ApiKey
-from app.orm import utcnow
 
 KEY_PREFIX = "pk_"
 # A tab or a line break would split a `keys list` line; other controls hide what is there.
@@ -44,8 +44,7 @@ def create_key(session: Session, *, tenant: str, name: str) -> tuple[ApiKey, str
     _check_label("name", name)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(tenant=tenant, name=name, key_hash=hash_key(secret), created_at=utcnow())
-    session.add(key)
-    session.flush()
+    repository.add(session, key)
     return key, secret
 
 
@@ -59,28 +58,20 @@ def _check_label(field: str, value: str) -> None:
 
 
 def list_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+    return repository.all_keys(session)
 
 
 def revoke_key(session: Session, *, key_id: str) -> bool:
     """True if the key is revoked now, False if it already was; NotFound if there is none."""
-    result = session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    if result.rowcount == 0 and session.get(ApiKey, key_id) is None:  # type: ignore[attr-defined]
+    revoked = repository.revoke(session, key_id=key_id, now=utcnow())
+    if not revoked and not repository.exists(session, key_id=key_id):
         raise NotFound(f"no key {key_id}")
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return revoked
 
 
 def authenticate(session: Session, *, secret: str) -> Caller:
     """The caller a bearer secret belongs to; Unauthorized if unknown or revoked."""
-    row = session.execute(
-        select(ApiKey.id, ApiKey.tenant).where(
-            ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)
-        )
-    ).first()
+    row = repository.active_by_hash(session, key_hash=hash_key(secret))
     if row is None:
         raise Unauthorized("the API key is unknown or revoked")
     return Caller(key_id=row.id, tenant=row.tenant)

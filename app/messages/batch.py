@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.errors import PochtaError, validation_problem
 from app.keys.service import Caller
-from app.messages import repository
-from app.messages.accepted import NewMessage
+from app.messages.new_message import NewMessage
+from app.messages.repository import api as repository
 from app.messages.schemas import SubmitMessage
 from app.messages.service import prepare_message
 

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidFields
 from app.keys.service import Caller
-from app.messages import repository
 from app.messages.models import Message
+from app.messages.repository import api as repository
 from app.messages.schemas import ListQuery
+from app.messages.states import MessageStatus
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -121,3 +122,8 @@ def list_messages(session: Session, *, caller: Caller, query: ListQuery) -> Page
         else None
     )
     return Page(messages=page, next_cursor=next_cursor)
+
+
+def count_by_status(session: Session) -> dict[MessageStatus, int]:
+    """How many messages are in each status, over every tenant (/metrics)."""
+    return repository.count_by_status(session)

@@ -17,8 +17,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
+from app.clock import utcnow
+from app.ids import new_id
 from app.messages.states import AttemptOutcome, MessageStatus, RecipientStatus, Stage
-from app.orm import Base, EnumText, UTCDateTime, new_id, utcnow
+from app.orm import Base, EnumText, UTCDateTime
 
 
 class Message(Base):
@@ -116,19 +118,3 @@ class MessageTag(Base):
     tag: Mapped[str] = mapped_column(String(100), primary_key=True)
 
     __table_args__ = (Index("ix_message_tags_tag", "tag", "message_pk"),)
-
-
-class IdempotencyRecord(Base):
-    """A request made with an Idempotency-Key, and the answer it got once it finished."""
-
-    __tablename__ = "idempotency_records"
-
-    api_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
-    location: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    __table_args__ = (Index("ix_idempotency_records_created", "created_at"),)

@@ -1,33 +1,26 @@
-"""The messages domain's rules: accepting an email, reading it back, cancelling, settling."""
+"""The messages domain's rules: accepting an email, reading it back, cancelling it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
+from app.ids import new_id
 from app.keys.service import Caller
-from app.messages import repository
-from app.messages.accepted import NewMessage, NewRecipient
 from app.messages.addresses import parse_mailbox
-from app.messages.attempts import AttemptResult
 from app.messages.lines import UnsendableField
 from app.messages.mime import build_message
 from app.messages.models import Message
-from app.messages.outcomes import AttemptRecord, RecipientChange, Settlement
+from app.messages.new_message import NewMessage, NewRecipient
+from app.messages.repository import api as repository
 from app.messages.schemas import SubmitMessage
 from app.messages.states import (
-    OPEN_RECIPIENT,
     MessageStatus,
-    RecipientStatus,
-    attempt_outcome_for,
-    message_status_for,
 )
-from app.orm import new_id
 
 
 def _recipients(submit: SubmitMessage) -> list[NewRecipient]:
@@ -114,6 +107,11 @@ def prepare_message(
     )
 
 
+def due_now(messages: Iterable[NewMessage]) -> list[str]:
+    """The ids to ring the doorbell for once committed: all but those scheduled for later."""
+    return [message.id for message in messages if message.status is MessageStatus.queued]
+
+
 def get_message(session: Session, *, caller: Caller, message_id: str) -> Message:
     message = repository.get_detailed(session, tenant=caller.tenant, message_id=message_id)
     if message is None:
@@ -134,71 +132,3 @@ def cancel_message(session: Session, *, caller: Caller, message_id: str, now: da
         message = get_message(session, caller=caller, message_id=message_id)
         raise Conflict(f"message {message_id} is {message.status.value} and cannot be canceled")
     return get_message(session, caller=caller, message_id=message_id)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryDecision:
-    """When to try again, or None to give up on what is still deferred."""
-
-    next_attempt_at: datetime | None
-
-
-RetryPolicy = Callable[[Message, datetime], RetryDecision]
-
-
-def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolicy) -> Settlement:
-    """Each tried recipient's outcome, the attempt and the message's next step, to be written.
-
-    Decides only: nothing is written, so the worker can record many at once.
-    """
-    assert result.finished_at is not None
-    now = result.finished_at
-    tried = [r for r in message.recipients if r.email in result.recipients]
-    open_after = [r for r in tried if result.recipients[r.email].status in OPEN_RECIPIENT]
-    decision = retry(message, now) if open_after else RetryDecision(None)
-
-    statuses = {r.id: r.status for r in message.recipients}
-    changes = []
-    for row in tried:
-        outcome = result.recipients[row.email]
-        status = outcome.status
-        note = outcome.note
-        if status in OPEN_RECIPIENT and decision.next_attempt_at is None:
-            status = RecipientStatus.failed
-            note = note or "retries exhausted"
-        statuses[row.id] = status
-        reply = outcome.reply
-        changes.append(
-            RecipientChange(
-                id=row.id,
-                status=status,
-                smtp_code=reply.code if reply else None,
-                enhanced_code=reply.enhanced if reply else outcome.enhanced,
-                smtp_reply=reply.text if reply else note,
-                attempts=row.attempts + 1,
-            )
-        )
-
-    last = result.reply
-    attempt = AttemptRecord(
-        number=message.attempt_count + 1,
-        started_at=result.started_at,
-        finished_at=now,
-        relay=result.relay,
-        outcome=attempt_outcome_for(result.recipients[r.email].status for r in tried),
-        stage=result.stage,
-        smtp_code=last.code if last else None,
-        enhanced_code=last.enhanced if last else result.enhanced,
-        smtp_reply=last.text if last else None,
-        error=result.error,
-    )
-    message_status = message_status_for(statuses.values())
-    return Settlement(
-        message_id=message.id,
-        status=message_status,
-        next_attempt_at=decision.next_attempt_at
-        if message_status is MessageStatus.deferred
-        else None,
-        recipients=changes,
-        attempt=attempt,
-    )

@@ -16,13 +16,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app import db
+from app.clock import utcnow
 from app.idempotency import repository, service
+from app.idempotency.models import IdempotencyRecord
 from app.keys.service import authenticate
-from app.messages.models import IdempotencyRecord, Message
-from app.orm import utcnow
+from app.messages import service as message_service
+from app.messages.models import Message
+from app.outbox.scheduler import purge_idempotency_records
 from harness.stack import Stack
 from tests.conftest import Env, make_key
-from worker.scheduler import purge_idempotency_records
+from tests.support.prometheus import parse, value
 
 BODY: dict[str, Any] = {"from": "a@example.org", "to": ["b@example.org"], "text": "hello"}
 
@@ -220,3 +223,39 @@ def test_ten_concurrent_identical_requests_make_one_message(env: Env, tmp_path: 
     assert len(originals) == 1
     accepted = {a.json()["id"] for a in answers if a.status_code == 202}
     assert accepted == {originals[0].json()["id"]}
+
+
+def accepted_total(client: TestClient) -> float:
+    scrape = client.get("/metrics", headers={"Authorization": ""})
+    return value(parse(scrape.text), "pochta_messages_accepted_total")
+
+
+def test_a_request_that_loses_its_key_inside_the_route_counts_nothing(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The route registers its after-commit actions, then keep() finds the record taken
+    # over (KeyInFlight) and the transaction rolls back. Releasing the key afterwards is
+    # another commit: the rolled-back message's actions must not run with it.
+    api_key_id = key_id(api)
+    submit = message_service.submit_message
+
+    def submit_while_a_retry_takes_the_key(session: Any, **kwargs: Any) -> Any:
+        with db.session_scope() as other:
+            record = repository.get(other, api_key_id=api_key_id, key="order-slow")
+            assert record is not None
+            assert repository.take_over(
+                other,
+                api_key_id=api_key_id,
+                key="order-slow",
+                token=record.created_at,
+                request_hash=record.request_hash,
+                now=utcnow(),
+            )
+        return submit(session, **kwargs)
+
+    monkeypatch.setattr(message_service, "submit_message", submit_while_a_retry_takes_the_key)
+    before = accepted_total(api)
+    lost = post(api, "order-slow")
+    assert lost.status_code == 409
+    assert messages_stored() == 0
+    assert accepted_total(api) == before

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from harness.relay import ScriptedRelay
 from tests.conftest import Env, make_key
 from tests.support.prometheus import Samples, parse, value
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 @pytest.fixture

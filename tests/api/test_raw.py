@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from harness.relay import ScriptedRelay
 from tests.conftest import Env, make_key
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 def test_raw_bytes_equal_what_the_relay_received(env: Env, relay: ScriptedRelay) -> None:

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from app import db
-from app.cli import migrations_dir
+from app.cli.migrate import migrations_dir
 from app.models import Base
 from tests.conftest import Env
 

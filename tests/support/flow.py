@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 from app import db
+from app.clock import utcnow
 from app.config import get_settings
 from app.keys.service import Caller
 from app.messages import service
 from app.messages.schemas import MessageOut, SubmitMessage
+from app.messages.serializers import message_out
 from app.messages.states import FINAL
-from app.messages.views import message_out
-from app.orm import utcnow
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 CALLER = Caller(key_id="key_test", tenant="acme")
 

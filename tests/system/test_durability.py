@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.outbox.broker import QUEUE
 from harness.relay import ScriptedRelay
 from harness.services import PostgresServer, RedisServer, drop_database
 from harness.stack import Stack
@@ -35,7 +36,6 @@ from tests.support.checks import (
     wait_for_statuses,
     wait_until,
 )
-from worker.celery_app import QUEUE
 
 FINAL = {"sent", "partially_sent", "failed", "canceled"}
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from app import db
-from app.messages import repository
+from app.messages.repository import api as repository
 from harness.postfix import PostfixRelay, Recorder, self_signed_certificate
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 GREY = "grey@example.org"
 NOBODY = "nobody@example.org"

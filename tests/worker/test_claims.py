@@ -13,16 +13,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from app import db
-from app.messages import repository
+from app.clock import utcnow
 from app.messages.models import Message
-from app.orm import utcnow
+from app.messages.repository import queue, recording
 from harness.relay import ScriptedRelay
 from tests.conftest import Env
 from tests.support.checks import statuses
 from tests.support.flow import fetch, submit
 from worker import shutdown
 from worker.delivery import deliver as real_deliver
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +54,7 @@ def steal(message_id: str) -> None:
             .where(Message.id == message_id)
             .values(lease_expires_at=now - timedelta(seconds=1))
         )
-        (taken,) = repository.claim(
+        (taken,) = queue.claim(
             session, message_ids=[message_id], now=now, lease_until=now + timedelta(minutes=5)
         )
         assert taken.id == message_id
@@ -68,7 +68,7 @@ def deliver_then(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
         action(message)
         return result
 
-    monkeypatch.setattr("worker.tasks.deliver", deliver)
+    monkeypatch.setattr("worker.delivery_loop.deliver", deliver)
 
 
 def test_a_stopping_worker_starts_nothing_and_hands_all_back(relay: ScriptedRelay) -> None:
@@ -195,7 +195,7 @@ def test_recording_waits_for_a_database_that_went_away(
     relay: ScriptedRelay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    add_attempts = repository.add_attempts
+    add_attempts = recording.add_attempts
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
@@ -203,7 +203,7 @@ def test_recording_waits_for_a_database_that_went_away(
             raise OperationalError("UPDATE messages", {}, ConnectionError("server closed"))
         return add_attempts(*args, **kwargs)
 
-    monkeypatch.setattr(repository, "add_attempts", flaky)
+    monkeypatch.setattr(recording, "add_attempts", flaky)
     message_id = submit()
     deliver_messages([message_id])
     recorded = fetch(message_id)
@@ -219,9 +219,9 @@ def test_two_schedulers_on_postgresql_split_the_due_messages(env: Env) -> None:
         session.execute(update(Message).values(dispatched_until=None))
     first, second = db.new_session(), db.new_session()
     try:
-        taken_first = repository.take_due(session=first, now=now, until=now, limit=4)
+        taken_first = queue.take_due(session=first, now=now, until=now, limit=4)
         # The first has not committed: its rows are locked, and skipped, not waited for.
-        taken_second = repository.take_due(session=second, now=now, until=now, limit=100)
+        taken_second = queue.take_due(session=second, now=now, until=now, limit=100)
         first.commit()
         second.commit()
     finally:
@@ -243,7 +243,7 @@ def test_two_schedulers_on_sqlite_take_turns(env: Env) -> None:
 
     def scheduler(name: str) -> None:
         with db.session_scope() as session:
-            taken[name] = repository.take_due(session, now=utcnow(), until=until, limit=100)
+            taken[name] = queue.take_due(session, now=utcnow(), until=until, limit=100)
             if name == "first":
                 first_has_taken.set()
                 first_may_commit.wait(5)

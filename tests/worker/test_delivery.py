@@ -10,12 +10,12 @@ from sqlalchemy import event, select
 
 from app import db
 from app.messages.models import Message
+from app.outbox.publisher import CHUNK
 from harness.relay import ScriptedRelay
 from tests.conftest import Env
 from tests.support.checks import statuses
 from tests.support.flow import fetch, run_until_final, submit
-from worker.dispatch import CHUNK
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 def test_greylisted_then_accepted_ends_sent_after_two_attempts(relay: ScriptedRelay) -> None:
@@ -140,7 +140,7 @@ def test_what_arrives_is_what_was_built(relay: ScriptedRelay) -> None:
     assert body is not None
     assert body.get_content().replace("\r\n", "\n") == ".leading dot\n..two dots\n.\nend\n"
     from app import db
-    from app.messages import repository
+    from app.messages.repository import api as repository
 
     with db.session_scope() as session:
         raw = repository.get_raw(session, tenant="acme", message_id=message_id)
@@ -149,8 +149,8 @@ def test_what_arrives_is_what_was_built(relay: ScriptedRelay) -> None:
 
 def test_a_canceled_message_is_never_delivered(relay: ScriptedRelay) -> None:
     from app import db
-    from app.messages import repository
-    from app.orm import utcnow
+    from app.clock import utcnow
+    from app.messages.repository import api as repository
 
     message_id = submit()
     with db.session_scope() as session:

@@ -13,7 +13,7 @@ import pytest
 import worker.smtp.pool as pool_module
 from harness.relay import ScriptedRelay
 from tests.support.flow import fetch, run_until_final, submit
-from worker.tasks import deliver_messages
+from worker.delivery_loop import deliver_messages
 
 
 def verbs(relay: ScriptedRelay) -> list[str]:

@@ -13,8 +13,8 @@ import pytest
 from harness.relay import ScriptedRelay, make_tls_contexts
 from tests.conftest import Env
 from tests.support.flow import fetch, run_until_final, submit
+from worker.delivery_loop import deliver_messages
 from worker.smtp.pool import CHECK_AFTER_IDLE_SECONDS
-from worker.tasks import deliver_messages
 
 RelayFactory = Callable[..., ScriptedRelay]
 

@@ -9,7 +9,7 @@ import ssl
 import time
 
 from app.config import Settings, SmtpSecurity
-from app.messages.attempts import Reply
+from app.messages.relay_results import Reply
 from app.messages.states import Stage
 from worker.smtp.capabilities import Capabilities
 from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection

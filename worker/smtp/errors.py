@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.messages.attempts import Reply
+from app.messages.relay_results import Reply
 from app.messages.states import Stage
 
 

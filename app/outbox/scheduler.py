@@ -7,12 +7,12 @@ import threading
 import time
 from datetime import timedelta
 
+from app.clock import utcnow
 from app.config import get_settings
 from app.db import session_scope
 from app.idempotency import service as idempotency
-from app.messages import repository
-from app.orm import utcnow
-from worker.dispatch import publish_or_release
+from app.messages.repository import queue
+from app.outbox.publisher import publish_or_release
 
 log = logging.getLogger("pochta.scheduler")
 
@@ -28,7 +28,7 @@ def dispatch_due() -> int:
     while True:
         now = utcnow()
         with session_scope() as session:
-            ids = repository.take_due(
+            ids = queue.take_due(
                 session,
                 now=now,
                 until=now + timedelta(seconds=settings.dispatch_lease_seconds),

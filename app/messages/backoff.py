@@ -1,4 +1,5 @@
-"""When to try a deferred message again, and when to give up (SPEC §3, RFC 5321 §4.5.4.1)."""
+"""The backoff: when to try a deferred message again, and when to give up (SPEC §3,
+RFC 5321 §4.5.4.1)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime, timedelta
 
 from app.config import Settings
 from app.messages.models import Message
-from app.messages.service import RetryDecision
+from app.messages.settlement import RetryDecision
 
 
 def backoff_seconds(settings: Settings, attempt_number: int, rng: random.Random) -> float:
@@ -19,8 +20,9 @@ def backoff_seconds(settings: Settings, attempt_number: int, rng: random.Random)
     return max(settings.retry_base_seconds, min(settings.retry_max_seconds, jittered))
 
 
-class RetryPolicy:
-    """Decides, after an attempt that left recipients deferred, the next attempt's time."""
+class ExponentialBackoff:
+    """Pochta's RetryPolicy: after an attempt that left recipients deferred, the next try's
+    time, or None once the attempts or the age run out."""
 
     def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
         self._settings = settings

@@ -1,4 +1,9 @@
-"""The Celery app: the broker is only a doorbell, so every setting favours 'ring again'."""
+"""The broker connection, as a Celery app: the broker is only a doorbell, so every setting
+favours 'ring again'.
+
+It belongs to the producing side (the API and the scheduler publish with it); `pochta
+worker` consumes from the same app with worker/tasks.py's task registered on it.
+"""
 
 from __future__ import annotations
 
@@ -55,12 +60,11 @@ def _transport_options(is_sqla: bool) -> dict[str, Any]:
 
 
 def create_celery(settings: Settings) -> Celery:
-    """A Celery app on the configured broker, with the delivery task registered."""
+    """A Celery app on the configured broker (the worker registers its task on it)."""
     is_sqla = settings.broker_url.startswith("sqla+")
     app = Celery(
         "pochta",
         broker=settings.broker_url.removeprefix("sqla+") if is_sqla else settings.broker_url,
-        include=["worker.tasks"],
     )
     if is_sqla:
         app.conf.broker_transport = EmbeddedTransport

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.messages.accepted import NewMessage
 from app.messages.batch import ItemOutcome
 from app.messages.models import Message
+from app.messages.new_message import NewMessage
 from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
 
 

@@ -1,0 +1,64 @@
+"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, send, dev."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from app.cli.dev import cmd_dev
+from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
+from app.cli.migrate import cmd_migrate
+from app.cli.serve import cmd_api, cmd_scheduler, cmd_send, cmd_sink, cmd_worker
+from app.config import Settings, load_settings_or_exit
+from app.logs import configure_logging
+from app.send import add_arguments as add_send_arguments
+
+Command = Callable[[argparse.Namespace, Settings], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pochta", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    api = add("api", cmd_api, "serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+    worker = add("worker", cmd_worker, "deliver queued messages through the relay")
+    worker.add_argument("--concurrency", type=int, default=None, help="processes (default: CPUs)")
+    add("scheduler", cmd_scheduler, "queue due, scheduled and stuck messages")
+    add("migrate", cmd_migrate, "bring the database schema up to date")
+    sink = add("sink", cmd_sink, "a local SMTP server that saves what it receives as .eml")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--port", type=int, default=2525)
+    sink.add_argument("--dir", default="var/sink")
+    send = add("send", cmd_send, "send one email through the HTTP API; --wait for the outcome")
+    add_send_arguments(send)
+    dev = add("dev", cmd_dev, "run sink, API, worker and scheduler on the embedded defaults")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--sink-port", type=int, default=2525)
+
+    keys = sub.add_parser("keys", help="manage API keys", description="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", required=True)
+    create.set_defaults(handler=cmd_keys_create)
+    keys_sub.add_parser("list", help="one line per key").set_defaults(handler=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="a revoked key gets 401 from then on")
+    revoke.add_argument("id")
+    revoke.set_defaults(handler=cmd_keys_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = load_settings_or_exit()
+    configure_logging(settings)
+    handler: Command = args.handler
+    handler(args, settings)

@@ -1,0 +1,81 @@
+"""The long-running commands: api, worker, scheduler, sink; and send, their client.
+
+The command line is the composition root: the only part of `app` that may import
+`worker` (the import contract in pyproject.toml says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from app.config import LogFormat, Settings
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from app.metrics import use_private_multiprocess_dir
+
+    # Before uvicorn starts its --workers: they inherit it, /metrics adds them up.
+    use_private_multiprocess_dir("api")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+    from app.metrics import use_private_multiprocess_dir
+    from app.outbox.broker import QUEUE
+
+    # Before the pool forks: its processes count there, this one serves the sum.
+    use_private_multiprocess_dir("worker")
+    from worker.metrics import serve
+    from worker.tasks import consuming_app
+
+    serve(settings)
+    # JSON logs are one object a line: no banner (--quiet) among them.
+    quiet = ["--quiet"] if settings.log_format is LogFormat.json else []
+    argv = [*quiet, "worker", "-Q", QUEUE, "--loglevel", settings.log_level.upper()]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    argv += ["--concurrency", str(args.concurrency or os.cpu_count() or 1)]
+    consuming_app().worker_main(argv)
+
+
+def cmd_scheduler(_: argparse.Namespace, settings: Settings) -> None:
+    from app.outbox.scheduler import run
+
+    run(stop_on_signals())
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> None:
+    from app.send import run
+
+    raise SystemExit(run(args))
+
+
+def cmd_sink(args: argparse.Namespace, settings: Settings) -> None:
+    from app.sink import run_sink
+
+    run_sink(args.host, args.port, Path(args.dir), stop_on_signals())

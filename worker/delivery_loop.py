@@ -1,0 +1,61 @@
+"""The loop a delivery task runs: claim its messages, deliver each, record what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.config import get_settings
+from app.db import get_engine
+from app.messages.backoff import ExponentialBackoff
+from app.messages.repository import queue
+from worker.delivery import deliver
+from worker.lease import Hold
+from worker.process import relay_pool
+from worker.recording import Recorder
+
+
+@contextmanager
+def _task_session() -> Iterator[Session]:
+    """One pooled connection for a whole task; each step is its own transaction on it."""
+    with (
+        get_engine().connect() as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
+        yield session
+
+
+def deliver_messages(message_ids: list[str]) -> list[str]:
+    """Claim, deliver and record each message; the ids this call actually claimed."""
+    settings = get_settings()
+    now = utcnow()
+    lease_until = now + timedelta(seconds=settings.sending_lease_seconds)
+    with _task_session() as session:
+        with session.begin():
+            messages = queue.claim(
+                session, message_ids=message_ids, now=now, lease_until=lease_until
+            )
+        if not messages:
+            return []
+        claimed = [message.id for message in messages]
+        pool = relay_pool()
+        hold = Hold(session, claimed, lease_until, settings)
+        recorder = Recorder(session, ExponentialBackoff(settings))
+        try:
+            for message in messages:
+                # Not when the worker is stopping (the rest is handed back), nor once taken.
+                if not hold.begin(message.id):
+                    continue
+                result = deliver(pool, message, utcnow)
+                pool.observe()
+                recorder.add(message, result, hold.token(message.id))
+        finally:
+            # What the relay said is written before anything else: returning, handing
+            # back, or an error on the way out.
+            recorder.flush()
+        hold.release()
+    return claimed
