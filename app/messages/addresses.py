@@ -15,6 +15,9 @@ BIDI_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # RFC 5321 §4.5.3.1.1 and §4.5.3.1.3 (a path of 256 octets less its angle brackets).
 MAX_LOCAL_PART_OCTETS = 64
 MAX_ADDRESS_OCTETS = 254
+# No RFC caps a display name; encoding a non-ASCII one costs the square of its length,
+# and no person's or team's name needs more than this.
+MAX_DISPLAY_NAME_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ def parse_mailbox(value: str) -> Mailbox:
             "must not contain bidirectional override characters (U+202A-U+202E, U+2066-U+2069)"
         )
     name, addr, bracketed = _split(value.strip())
+    if len(name) > MAX_DISPLAY_NAME_CHARS:
+        raise ValueError(f"has a display name over {MAX_DISPLAY_NAME_CHARS} characters")
     if not addr:
         raise ValueError("is missing the address")
     if "<" in addr or ">" in addr or (not bracketed and " " in addr):

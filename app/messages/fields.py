@@ -42,6 +42,12 @@ _RESERVED_PREFIXES = ("content-", "resent-", "arc-")
 # U+2028, U+2029): none belongs in a header line. Tab is folding whitespace and allowed.
 _NOT_IN_A_LINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
+# The email package encodes a non-ASCII header value in time that grows with the square
+# of its length (100 values of 998 characters: about a second), so values are capped
+# one by one at a header line's length and all together at what a real message uses.
+MAX_HEADER_VALUE_CHARS = 998
+MAX_HEADER_VALUES_CHARS = 16_384
+
 
 def encodable(value: str) -> str:
     """No NUL (RFC 5322 has none; PostgreSQL text cannot hold one), no lone surrogate."""

@@ -10,6 +10,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from app.messages.addresses import parse_mailbox
 from app.messages.fields import (
+    MAX_HEADER_VALUE_CHARS,
+    MAX_HEADER_VALUES_CHARS,
     MEDIA_TYPE,
     AwareDatetime,
     FileName,
@@ -87,11 +89,13 @@ class SubmitMessage(BaseModel):
         list[Attachment], at_most(lambda s: s.max_attachments, "POCHTA_MAX_ATTACHMENTS")
     ] = Field(default_factory=list, description="At most POCHTA_MAX_ATTACHMENTS (100).")
     headers: Annotated[
-        dict[str, SingleLine], at_most(lambda s: s.max_headers, "POCHTA_MAX_HEADERS")
+        dict[str, Annotated[SingleLine, Field(max_length=MAX_HEADER_VALUE_CHARS)]],
+        at_most(lambda s: s.max_headers, "POCHTA_MAX_HEADERS"),
     ] = Field(
         default_factory=dict,
-        description="Custom headers, at most POCHTA_MAX_HEADERS (100); see the README "
-        "for the names Pochta or only MTAs write, which are refused.",
+        description="Custom headers, at most POCHTA_MAX_HEADERS (100), each value at most "
+        "998 characters and 16,384 in all; see the README for the names Pochta or only "
+        "MTAs write, which are refused.",
     )
     envelope_from: MailboxStr | None = None
     send_at: AwareDatetime | None = None
@@ -109,6 +113,11 @@ class SubmitMessage(BaseModel):
     def _custom_headers_only(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
             custom_header_name(name)
+        total = sum(len(v) for v in value.values())
+        if total > MAX_HEADER_VALUES_CHARS:
+            raise ValueError(
+                f"values have {total} characters in all; at most {MAX_HEADER_VALUES_CHARS}"
+            )
         return value
 
     @model_validator(mode="after")
