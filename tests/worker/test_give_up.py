@@ -90,7 +90,7 @@ def test_greylisted_past_the_retry_lifetime_says_the_lifetime_ran_out(
     relay.script_rcpt("grey@example.org", *[GREYLISTED] * 1000)
     message = run_until_final(submit(to=["grey@example.org"]))
     assert message.status == "failed"
-    assert message.attempt_count >= 2
+    assert {a.outcome for a in message.attempts} == {"deferred"}, "the relay only said: later"
     (recipient,) = resource(message.id)["recipients"]
     assert (recipient["status"], recipient["smtp_code"], recipient["error"]) == (
         "failed",
@@ -131,3 +131,14 @@ def test_a_plain_550_fails_with_the_reply_alone(
     assert line["msg"] == "message failed: 550 5.1.1 <nobody@example.org>: No such user here"
     assert line["smtp_reply"] == "<nobody@example.org>: No such user here"
     assert "gave_up" not in line, "a field without a value is left out"
+
+
+def test_the_openapi_document_describes_the_note(sqlite_env: Env) -> None:
+    from app.main import create_app
+
+    with TestClient(create_app()) as client:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    recipient = schemas["RecipientOut"]
+    assert "error" in recipient["required"]
+    assert {"type": "null"} in recipient["properties"]["error"]["anyOf"]
+    assert "gave up after" in recipient["properties"]["error"]["description"]
