@@ -30,6 +30,7 @@ from app.messages.models import Message
 from app.messages.relay_results import AttemptResult
 from app.messages.repository import recording as repository
 from app.messages.settlement import RetryPolicy, Settlement, settle_attempt
+from app.messages.states import MessageStatus
 from worker.metrics import record_attempt
 
 log = logging.getLogger("pochta.worker")
@@ -111,21 +112,33 @@ class Recorder:
 
 
 def _report(outcome: _Outcome) -> None:
-    """Count and log a recorded attempt."""
+    """Count and log a recorded attempt; a message that ended with failures says why."""
     message, result, settlement = outcome.message, outcome.result, outcome.settlement
     record_attempt(message, result, settlement.status)
-    log.info(
-        "attempt %d: %s",
-        settlement.attempt.number,
-        settlement.status.value,
-        extra={
-            "message_id": message.id,
-            "tenant": message.tenant,
-            "attempt": settlement.attempt.number,
-            "relay": result.relay,
-            "stage": result.stage.value,
-            "smtp_code": result.reply.code if result.reply else None,
-            "enhanced_code": result.reply.enhanced if result.reply else result.enhanced,
-            "error": result.error,
-        },
-    )
+    reply = result.reply
+    fields = {
+        "message_id": message.id,
+        "tenant": message.tenant,
+        "attempt": settlement.attempt.number,
+        "relay": result.relay,
+        "stage": result.stage.value,
+        "smtp_code": reply.code if reply else None,
+        "enhanced_code": reply.enhanced if reply else result.enhanced,
+        "smtp_reply": reply.text if reply else None,
+        "error": result.error,
+    }
+    log.info("attempt %d: %s", settlement.attempt.number, settlement.status.value, extra=fields)
+    if settlement.status in _ENDED_WITH_FAILURES:
+        # One line an operator can alert on, with the relay's words: a 451 code alone
+        # would not say that Pochta stopped trying.
+        said = str(reply) if reply else result.error
+        why = f"{settlement.gave_up}; last: {said}" if settlement.gave_up else said
+        log.warning(
+            "message %s: %s",
+            settlement.status.value,
+            why,
+            extra=fields | {"status": settlement.status.value, "gave_up": settlement.gave_up},
+        )
+
+
+_ENDED_WITH_FAILURES = (MessageStatus.failed, MessageStatus.partially_sent)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from app.config import Settings
 from app.messages.models import Message
-from app.messages.settlement import RetryDecision
+from app.messages.settlement import AttemptsSpent, LifetimeSpent, RetryDecision
 
 
 def backoff_seconds(settings: Settings, attempt_number: int, rng: random.Random) -> float:
@@ -32,10 +32,11 @@ class ExponentialBackoff:
         attempts = message.attempt_count + 1
         settings = self._settings
         if settings.retry_max_attempts is not None and attempts >= settings.retry_max_attempts:
-            return RetryDecision(None)
+            return RetryDecision(None, AttemptsSpent(attempts))
         # Age counts from when the message became due, as Postfix's maximal_queue_lifetime.
         born = message.send_at or message.created_at
-        if now - born >= timedelta(seconds=settings.retry_max_age_seconds):
-            return RetryDecision(None)
+        lifetime = timedelta(seconds=settings.retry_max_age_seconds)
+        if now - born >= lifetime:
+            return RetryDecision(None, LifetimeSpent(lifetime))
         delay = backoff_seconds(settings, attempts, self._rng)
         return RetryDecision(now + timedelta(seconds=delay))

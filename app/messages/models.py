@@ -79,6 +79,8 @@ class Recipient(Base):
     enhanced_code: Mapped[str | None] = mapped_column(String(16))
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Pochta's own note where the reply does not say it all ("gave up after 3 attempts").
+    error: Mapped[str | None] = mapped_column(Text)
 
     message: Mapped[Message] = relationship(back_populates="recipients", lazy="raise")
 

@@ -25,6 +25,7 @@ class NewRecipient:
     enhanced_code: str | None = None
     smtp_reply: str | None = None
     attempts: int = 0
+    error: str | None = None
 
 
 @dataclass(slots=True)

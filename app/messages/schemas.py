@@ -136,6 +136,10 @@ class RecipientOut(BaseModel):
     enhanced_code: str | None
     smtp_reply: str | None
     attempts: int
+    error: str | None = Field(
+        description="Pochta's own note where the relay's reply does not tell the whole "
+        "story (`gave up after 5 attempts`, `retry lifetime of 5 days exceeded`), else null."
+    )
 
 
 class AttemptOut(BaseModel):

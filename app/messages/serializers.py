@@ -34,6 +34,7 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 enhanced_code=r.enhanced_code,
                 smtp_reply=r.smtp_reply,
                 attempts=r.attempts,
+                error=r.error,
             )
             for r in message.recipients
         ],

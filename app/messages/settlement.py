@@ -9,7 +9,7 @@ recorder writes a group of these Settlements at once (repository/recording.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from app.messages.models import Message
@@ -35,6 +35,8 @@ class RecipientChange:
     enhanced_code: str | None
     smtp_reply: str | None
     attempts: int
+    # Why Pochta stopped where the reply alone would not say (it asked to try later).
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +64,31 @@ class Settlement:
     next_attempt_at: datetime | None
     recipients: list[RecipientChange]
     attempt: AttemptRecord
+    # Set when this attempt ended the retries: the note its deferred recipients failed with.
+    gave_up: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptsSpent:
+    """The retries ended because the message had this many attempts."""
+
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LifetimeSpent:
+    """The retries ended because the message had been due for longer than this."""
+
+    lifetime: timedelta
 
 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
-    """When to try again, or None to give up on what is still deferred."""
+    """When to try again; or None to give up on what is still deferred, and which limit
+    said so."""
 
     next_attempt_at: datetime | None
+    limit: AttemptsSpent | LifetimeSpent | None = None
 
 
 class RetryPolicy(Protocol):
@@ -88,15 +108,18 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
     open_after = [r for r in tried if result.recipients[r.email].status in OPEN_RECIPIENT]
     decision = retry(message, now) if open_after else RetryDecision(None)
 
+    gave_up = give_up_note(decision) if open_after and decision.next_attempt_at is None else None
+
     statuses = {r.id: r.status for r in message.recipients}
     changes = []
     for row in tried:
         outcome = result.recipients[row.email]
         status = outcome.status
-        note = outcome.note
-        if status in OPEN_RECIPIENT and decision.next_attempt_at is None:
+        error = None
+        if status in OPEN_RECIPIENT and gave_up is not None:
+            # The reply says "try later"; the recipient fails because Pochta stopped trying.
             status = RecipientStatus.failed
-            note = note or "retries exhausted"
+            error = gave_up
         statuses[row.id] = status
         reply = outcome.reply
         changes.append(
@@ -105,8 +128,9 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
                 status=status,
                 smtp_code=reply.code if reply else None,
                 enhanced_code=reply.enhanced if reply else outcome.enhanced,
-                smtp_reply=reply.text if reply else note,
+                smtp_reply=reply.text if reply else outcome.note,
                 attempts=row.attempts + 1,
+                error=error,
             )
         )
 
@@ -132,4 +156,38 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
         else None,
         recipients=changes,
         attempt=attempt,
+        gave_up=gave_up,
     )
+
+
+def give_up_note(decision: RetryDecision) -> str:
+    """What a recipient that is failed for want of another try says about it."""
+    match decision.limit:
+        case AttemptsSpent(attempts=attempts):
+            return f"gave up after {_count(attempts, 'attempt')}"
+        case LifetimeSpent(lifetime=lifetime):
+            return f"retry lifetime of {spoken_duration(lifetime)} exceeded"
+    return "gave up retrying"
+
+
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))
+
+
+def spoken_duration(duration: timedelta) -> str:
+    """A duration in the units it falls into: "5 days", "1 day 12 hours",
+    "1 minute 30 seconds", "0.25 seconds"."""
+    # Whole milliseconds: the settings take fractions, and float noise must not show.
+    milliseconds = round(duration.total_seconds() * 1000)
+    parts = []
+    for name, seconds in _UNITS:
+        amount, milliseconds = divmod(milliseconds, seconds * 1000)
+        if amount:
+            parts.append(_count(amount, name))
+    if milliseconds or not parts:
+        seconds_text = f"{milliseconds / 1000:.3f}".rstrip("0").rstrip(".")
+        parts.append(f"{seconds_text} second{'' if seconds_text == '1' else 's'}")
+    return " ".join(parts)
+
+
+def _count(amount: int, unit: str) -> str:
+    return f"{amount} {unit}{'' if amount == 1 else 's'}"

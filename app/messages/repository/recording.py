@@ -51,6 +51,7 @@ _SETTLE_RECIPIENT = (
         enhanced_code=bindparam("r_enhanced_code"),
         smtp_reply=bindparam("r_smtp_reply"),
         attempts=bindparam("r_attempts"),
+        error=bindparam("r_error"),
     )
 )
 _SETTLE_MESSAGE = (
@@ -81,6 +82,7 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
             "r_enhanced_code": change.enhanced_code,
             "r_smtp_reply": change.smtp_reply,
             "r_attempts": change.attempts,
+            "r_error": change.error,
         }
         for settlement in settled
         for change in settlement.recipients
