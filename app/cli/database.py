@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from app.cli.migrate import find_migrations_dir
 from app.config import Settings
@@ -88,7 +88,7 @@ def database_errors(settings: Settings) -> Iterator[None]:
     """A database that cannot be reached or opened ends a one-shot command with one line."""
     try:
         yield
-    except OperationalError as error:
+    except DBAPIError as error:
         shown = _shown(make_url(settings.database_url))
         _stop(f"cannot use the database at {shown} ({VARIABLE}): {_first_line(error)}")
 
@@ -104,7 +104,7 @@ def _check_schema(url: URL, engine: Engine) -> None:
     try:
         with engine.connect() as connection:
             current = _current_revisions(connection)
-    except OperationalError as error:
+    except DBAPIError as error:
         _stop(f"cannot use the database at {_shown(url)} ({VARIABLE}): {_first_line(error)}")
     finally:
         engine.dispose()
@@ -154,7 +154,7 @@ def _shown(url: URL) -> str:
     return str(path) if path is not None else url.render_as_string(hide_password=True)
 
 
-def _first_line(error: OperationalError) -> str:
+def _first_line(error: DBAPIError) -> str:
     lines = str(error.orig).strip().splitlines()
     return lines[0] if lines else type(error.orig).__name__
 
