@@ -159,3 +159,11 @@ def test_a_database_server_that_cannot_be_reached_is_one_line(
     assert "cannot use the database at postgresql+psycopg://pochta:***@127.0.0.1:" in line
     assert "POCHTA_DATABASE_URL" in line
     assert "hunter2" not in result.stderr
+
+
+def test_a_file_that_is_not_a_database_is_one_line(sqlite_env: Env, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database, but long enough to have a header to read\n" * 4)
+    result = run(sqlite_env, "keys", "list", POCHTA_DATABASE_URL=f"sqlite:///{notes}")
+    assert result.returncode == 1
+    assert f"cannot use the database at {notes}" in one_line(result)
