@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
+from app import processes
+from app.cli.dev_key import dev_key, key_file
 from app.cli.migrate import cmd_migrate
 from app.cli.serve import stop_on_signals
 from app.config import Settings
 
+LOOPBACK = "127.0.0.1"
+
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
-    """Migrate, make a key, and run sink, API, worker and scheduler until Ctrl-C."""
-    from app.db import session_scope
-    from app.keys.service import create_key
-
+    """Migrate, find or make the dev key, and run sink, API, worker and scheduler until Ctrl-C."""
+    # Before anything is started or written: a second `pochta dev` would otherwise find
+    # the first one's API ready, print a key of its own, and then die on the sink's port.
+    refuse_taken_ports(
+        [("the API", "--port", args.port), ("the sink", "--sink-port", args.sink_port)]
+    )
     cmd_migrate(args, settings)
-    with session_scope() as session:
-        _, secret = create_key(session, tenant="dev", name="pochta dev")
+    kept_in = key_file(settings)
+    secret, reused = dev_key(kept_in)
     env = dict(os.environ)
-    env.update(POCHTA_SMTP_HOST="127.0.0.1", POCHTA_SMTP_PORT=str(args.sink_port))
+    env.update(POCHTA_SMTP_HOST=LOOPBACK, POCHTA_SMTP_PORT=str(args.sink_port))
     env.update(POCHTA_SMTP_SECURITY="none")
     env.pop("POCHTA_SMTP_USERNAME", None)
     env.pop("POCHTA_SMTP_PASSWORD", None)
@@ -37,17 +44,38 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
         "scheduler": [*me, "scheduler"],
     }
     stop = stop_on_signals()
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
+    children: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        if _wait_until_up(f"http://127.0.0.1:{args.port}/healthz", children, stop):
-            _print_welcome(secret, args.port, args.sink_port)
+        # Each child leads its own process group, which processes.stop() ends whole
+        # (Celery's pool too); and each dies with this process if it is killed.
+        for name, argv in commands.items():
+            children[name] = processes.spawn(argv, env=env)
+        if _wait_until_up(f"http://{LOOPBACK}:{args.port}/healthz", children, stop):
+            _print_welcome(secret, reused, kept_in, args.port, args.sink_port)
         while not stop.is_set() and all(c.poll() is None for c in children.values()):
             stop.wait(0.5)
     finally:
-        _stop_children(children)
+        processes.stop(children.values())
     failed = [name for name, child in children.items() if child.returncode not in (0, -15)]
     if failed and not stop.is_set():
         raise SystemExit(f"pochta dev: {', '.join(failed)} stopped unexpectedly")
+
+
+def refuse_taken_ports(ports: list[tuple[str, str, int]]) -> None:
+    """Exit with one line naming the first port (what, its option, number) we could not bind."""
+    for what, option, port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As uvicorn and aiosmtpd bind: a port left in TIME_WAIT by a dev that just
+            # stopped is free to them, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError as error:
+                raise SystemExit(
+                    f"pochta dev: port {port} ({what}) on {LOOPBACK} is taken "
+                    f"({error.strerror}): is another `pochta dev` running? "
+                    f"Stop it, or choose another port with {option}"
+                ) from None
 
 
 def _wait_until_up(
@@ -65,31 +93,21 @@ def _wait_until_up(
     return False
 
 
-def _print_welcome(secret: str, port: int, sink_port: int) -> None:
+def _print_welcome(secret: str, reused: bool, kept_in: Path, port: int, sink_port: int) -> None:
     body = (
         '{"from": "Вася Пупкин <vasiapupkin@ya.ru>", "to": ["billy@example.org"], '
         '"subject": "Hello Billy", "text": "Sent through Pochta"}'
     )
+    whence = "the one kept in" if reused else "new, kept for the next `pochta dev` in"
     print(
-        f"\nPochta is running: API http://127.0.0.1:{port}, sink 127.0.0.1:{sink_port} "
+        f"\nPochta is running: API http://{LOOPBACK}:{port}, sink {LOOPBACK}:{sink_port} "
         "(messages land in var/sink/)\n"
-        f"API key: {secret}\n"
+        f"API key ({whence} {kept_in}): {secret}\n"
+        "For `pochta send` and the README's curl lines:\n"
+        f"  export POCHTA_API_KEY={secret}\n"
         "Send one:\n"
-        f"  curl -sS http://127.0.0.1:{port}/v1/messages -H 'Authorization: Bearer {secret}' "
+        f"  curl -sS http://{LOOPBACK}:{port}/v1/messages -H 'Authorization: Bearer {secret}' "
         f"-H 'Content-Type: application/json' -d '{body}'\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )
-
-
-def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for child in children.values():
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()

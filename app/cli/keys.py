@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from app.cli.database import database_errors
 from app.config import Settings
 
 
@@ -12,7 +13,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> None:
     from app.keys.service import BadLabel, create_key
 
     try:
-        with session_scope() as session:
+        with database_errors(settings), session_scope() as session:
             key, secret = create_key(session, tenant=args.tenant, name=args.name)
             key_id = key.id
     except BadLabel as error:
@@ -25,7 +26,7 @@ def cmd_keys_list(_: argparse.Namespace, settings: Settings) -> None:
     from app.db import session_scope
     from app.keys.service import list_keys
 
-    with session_scope() as session:
+    with database_errors(settings), session_scope() as session:
         for key in list_keys(session):
             state = f"revoked {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
             created = f"{key.created_at:%Y-%m-%dT%H:%M:%SZ}"
@@ -38,7 +39,7 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> None:
     from app.keys.service import revoke_key
 
     try:
-        with session_scope() as session:
+        with database_errors(settings), session_scope() as session:
             revoked_now = revoke_key(session, key_id=args.id)
     except NotFound as error:
         raise SystemExit(f"pochta: {error}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from app.cli.database import DatabaseNeed, check_database
 from app.cli.dev import cmd_dev
 from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from app.cli.migrate import cmd_migrate
@@ -20,26 +21,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pochta", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Command, database: DatabaseNeed, help_text: str
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=handler, database=database)
         return command
 
-    api = add("api", cmd_api, "serve the HTTP API")
+    serves = DatabaseNeed.MIGRATED_IF_LOCAL
+    api = add("api", cmd_api, serves, "serve the HTTP API")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
-    worker = add("worker", cmd_worker, "deliver queued messages through the relay")
+    worker = add("worker", cmd_worker, serves, "deliver queued messages through the relay")
     worker.add_argument("--concurrency", type=int, default=None, help="processes (default: CPUs)")
-    add("scheduler", cmd_scheduler, "queue due, scheduled and stuck messages")
-    add("migrate", cmd_migrate, "bring the database schema up to date")
-    sink = add("sink", cmd_sink, "a local SMTP server that saves what it receives as .eml")
+    add("scheduler", cmd_scheduler, serves, "queue due, scheduled and stuck messages")
+    add("migrate", cmd_migrate, DatabaseNeed.CREATES, "bring the database schema up to date")
+    sink = add(
+        "sink",
+        cmd_sink,
+        DatabaseNeed.NONE,
+        "a local SMTP server that saves what it receives as .eml",
+    )
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=2525)
     sink.add_argument("--dir", default="var/sink")
-    send = add("send", cmd_send, "send one email through the HTTP API; --wait for the outcome")
+    send = add(
+        "send",
+        cmd_send,
+        DatabaseNeed.NONE,
+        "send one email through the HTTP API; --wait for the outcome",
+    )
     add_send_arguments(send)
-    dev = add("dev", cmd_dev, "run sink, API, worker and scheduler on the embedded defaults")
+    dev = add(
+        "dev",
+        cmd_dev,
+        DatabaseNeed.CREATES,
+        "run sink, API, worker and scheduler on the embedded defaults",
+    )
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--sink-port", type=int, default=2525)
 
@@ -48,11 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key; prints it once")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", required=True)
-    create.set_defaults(handler=cmd_keys_create)
-    keys_sub.add_parser("list", help="one line per key").set_defaults(handler=cmd_keys_list)
+    create.set_defaults(handler=cmd_keys_create, database=DatabaseNeed.MIGRATED)
+    listing = keys_sub.add_parser("list", help="one line per key")
+    listing.set_defaults(handler=cmd_keys_list, database=DatabaseNeed.MIGRATED)
     revoke = keys_sub.add_parser("revoke", help="a revoked key gets 401 from then on")
     revoke.add_argument("id")
-    revoke.set_defaults(handler=cmd_keys_revoke)
+    revoke.set_defaults(handler=cmd_keys_revoke, database=DatabaseNeed.MIGRATED)
     return parser
 
 
@@ -60,5 +80,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = load_settings_or_exit()
     configure_logging(settings)
+    check_database(settings, args.database)
     handler: Command = args.handler
     handler(args, settings)
