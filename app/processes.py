@@ -118,19 +118,28 @@ def stop(
     timeout: float = STOP_TIMEOUT,
     sig: int = signal.SIGTERM,
 ) -> None:
-    """Send sig to each child's group, wait up to timeout for all, SIGKILL what is left.
+    """Send sig to each child, wait up to timeout for its whole group, SIGKILL what is left.
 
-    Every child must come from spawn(): its pid is its group's id. Returns once each
-    child is reaped (its returncode set) and no group has a live member.
+    The leader is asked first, alone: Celery and uvicorn stop their own pools gracefully,
+    and a pool process signalled directly would be reported as killed. Whatever a leader
+    leaves behind when it exits is sent sig in turn. Every child must come from spawn():
+    its pid is its group's id. Returns once each child is reaped (its returncode set) and
+    no group has a live member.
     """
     running = list(children)
+    orphans_signalled: set[int] = set()
     for child in running:
-        if child.poll() is None or _live_members(child.pid):
-            _signal_group(child.pid, sig)
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(sig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in running:
-            child.poll()  # reaps the leader, which would otherwise stay a live-looking zombie
+            # poll() reaps the leader, which would otherwise stay a live-looking zombie.
+            if child.poll() is not None and child.pid not in orphans_signalled:
+                orphans_signalled.add(child.pid)
+                if _live_members(child.pid):
+                    _signal_group(child.pid, sig)
         if not any(_live_members(child.pid) for child in running):
             break
         time.sleep(_POLL_SECONDS)
