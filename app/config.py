@@ -9,7 +9,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -26,6 +26,9 @@ class SmtpSecurity(StrEnum):
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
+
+
+_BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket"})
 
 
 def _is_loopback(host: str) -> bool:
@@ -90,6 +93,15 @@ class Settings(BaseSettings):
     # `pochta worker` serves its own Prometheus metrics here (0: not at all); see README.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        # Celery would retry an unknown transport forever while the API answers 202.
+        scheme = value.partition("://")[0].lower()
+        if "://" not in value or not (scheme in _BROKER_SCHEMES or scheme.startswith("sqla+")):
+            raise ValueError("must be redis://host:port/db (or rediss://) or sqla+sqlite:///path")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

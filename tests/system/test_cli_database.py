@@ -167,3 +167,13 @@ def test_a_file_that_is_not_a_database_is_one_line(sqlite_env: Env, tmp_path: Pa
     result = run(sqlite_env, "keys", "list", POCHTA_DATABASE_URL=f"sqlite:///{notes}")
     assert result.returncode == 1
     assert f"cannot use the database at {notes}" in one_line(result)
+
+
+@pytest.mark.parametrize("url", ["nonsense", "amqp-typo://localhost//"])
+def test_a_bad_broker_url_is_one_line_naming_the_variable(sqlite_env: Env, url: str) -> None:
+    # A worker used to retry an unknown broker forever, and the API to answer 202.
+    result = run(sqlite_env, *SERVING_COMMANDS[1], POCHTA_BROKER_URL=url)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("pochta: bad setting: POCHTA_BROKER_URL: ")
+    assert "redis://" in line
