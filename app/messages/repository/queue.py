@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from app.messages.models import Message
@@ -21,16 +21,54 @@ def _due(now: datetime) -> object:
 
 
 def claim(
-    session: Session, *, message_ids: Sequence[str], now: datetime, lease_until: datetime
+    session: Session,
+    *,
+    message_ids: Sequence[str],
+    now: datetime,
+    lease_until: datetime,
+    batch: int = 0,
 ) -> list[Message]:
-    """Move the due ones among message_ids to `sending`; a repeated claim gets nothing.
+    """Move the due ones among message_ids to `sending`, then other due `queued` ones until
+    `batch` in all; a repeated claim of taken ids, with nothing else due, gets nothing.
 
-    The claimed messages come back ready to deliver, bytes and recipients loaded, oldest
-    first: the UPDATE returns the rows, one more query brings the recipients.
+    One statement on both backends. On PostgreSQL both halves skip rows another
+    transaction holds (a concurrent claim, a cancel), so two workers never wait on each
+    other and take disjoint sets. SQLite has no row locks, but every transaction there
+    holds the write lock from BEGIN, so two claims cannot overlap. The claimed messages
+    come back ready to deliver, bytes and recipients loaded, oldest first: the UPDATE
+    returns the rows, one more query brings the recipients.
     """
+    size = max(batch, len(message_ids))
+    hinted = (
+        select(Message.id, literal(0).label("rank"))
+        .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
+        .with_for_update(skip_locked=True)
+        .subquery()
+    )
+    # Oldest first along ix_messages_due, so the scan stops after `size` rows even under
+    # a large backlog; scheduled and deferred ones come when the scheduler rings. Rows
+    # locked here beyond the batch (when the hinted ones were still due) are released at
+    # the claim's commit, untouched.
+    others = (
+        select(Message.id, literal(1).label("rank"))
+        .where(
+            Message.status == MessageStatus.queued,
+            Message.next_attempt_at <= now,  # type: ignore[operator]
+            Message.id.not_in(message_ids),
+        )
+        .order_by(Message.next_attempt_at)
+        .limit(size if batch else 0)
+        .with_for_update(skip_locked=True)
+        .subquery()
+    )
+    candidates = union_all(select(hinted), select(others)).subquery()
+    chosen = select(candidates.c.id).order_by(candidates.c.rank).limit(size)
     claimed = session.scalars(
         update(Message)
-        .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
+        .where(
+            Message.id.in_(chosen),
+            _due(now),  # type: ignore[arg-type]
+        )
         .values(
             status=MessageStatus.sending,
             lease_expires_at=lease_until,
