@@ -53,7 +53,7 @@ def claim(
         select(Message.id, literal(1).label("rank"))
         .where(
             Message.status == MessageStatus.queued,
-            Message.next_attempt_at <= now,  # type: ignore[operator]
+            Message.next_attempt_at <= now,
             Message.id.not_in(message_ids),
         )
         .order_by(Message.next_attempt_at)
