@@ -100,3 +100,30 @@ def test_two_claims_on_postgresql_take_disjoint_batches_without_waiting(env: Env
     assert (len(first_ids), len(second_ids)) == (BATCH, 30)
     assert first_ids.isdisjoint(second_ids)
     assert first_ids | second_ids == ids
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_claim_on_postgresql_leaves_no_row_locked_for_the_task_that_carries_it(
+    env: Env,
+) -> None:
+    ids = [submit(to=[f"r{i}@example.org"]) for i in range(2 * BATCH)]
+    older, newer = ids[:BATCH], ids[BATCH:]
+    now, lease_until = utcnow(), utcnow() + timedelta(minutes=5)
+    first, second = db.new_session(), db.new_session()
+    try:
+        # A full task of its own ids locks nothing else, not the oldest queued ones...
+        taken_first = queue.claim(
+            first, message_ids=newer, now=now, lease_until=lease_until, batch=BATCH
+        )
+        # ...so the task that carries them, at the same moment, gets every one.
+        taken_second = queue.claim(
+            second, message_ids=older, now=now, lease_until=lease_until, batch=BATCH
+        )
+        first.commit()
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    assert sorted(m.id for m in taken_first) == sorted(newer)
+    assert sorted(m.id for m in taken_second) == sorted(older)
+    assert set(statuses(ids).values()) == {"sending"}

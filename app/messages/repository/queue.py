@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, literal, or_, select, union_all, update
+from sqlalchemy import and_, case, func, or_, select, union_all, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from app.messages.models import Message
@@ -38,35 +38,47 @@ def claim(
     come back ready to deliver, bytes and recipients loaded, oldest first: the UPDATE
     returns the rows, one more query brings the recipients.
     """
-    size = max(batch, len(message_ids))
     hinted = (
-        select(Message.id, literal(0).label("rank"))
+        select(Message.id)
         .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
         .with_for_update(skip_locked=True)
         .subquery()
     )
-    # Oldest first along ix_messages_due, so the scan stops after `size` rows even under
-    # a large backlog; scheduled and deferred ones come when the scheduler rings. Rows
-    # locked here beyond the batch (when the hinted ones were still due) are released at
-    # the claim's commit, untouched.
+    # The others lock no row beyond the batch: a row locked and then left untouched
+    # would be skipped by the claim of the task that carries it, and wait for the
+    # scheduler. Counted without locks, so at worst a batch comes out smaller.
+    hinted_due = (
+        select(func.count())
+        .select_from(Message)
+        .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
+        .scalar_subquery()
+    )
+    # Oldest first along ix_messages_due, so the scan stops after the batch even under a
+    # large backlog; scheduled and deferred ones come when the scheduler rings for them.
     others = (
-        select(Message.id, literal(1).label("rank"))
+        select(Message.id)
         .where(
             Message.status == MessageStatus.queued,
             Message.next_attempt_at <= now,
             Message.id.not_in(message_ids),
         )
         .order_by(Message.next_attempt_at)
-        .limit(size if batch else 0)
+        .limit(case((hinted_due < batch, batch - hinted_due), else_=0))
         .with_for_update(skip_locked=True)
         .subquery()
     )
-    candidates = union_all(select(hinted), select(others)).subquery()
-    chosen = select(candidates.c.id).order_by(candidates.c.rank).limit(size)
+    # Materialised, so the locking SELECT runs once: as a plain subquery PostgreSQL may
+    # rescan it for the UPDATE's join, and each rescan, skipping the rows just updated,
+    # would take another batch.
+    chosen = (
+        union_all(select(hinted.c.id), select(others.c.id))
+        .cte("chosen")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     claimed = session.scalars(
         update(Message)
         .where(
-            Message.id.in_(chosen),
+            Message.id.in_(select(chosen.c.id)),
             _due(now),  # type: ignore[arg-type]
         )
         .values(
