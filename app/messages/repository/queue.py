@@ -38,47 +38,40 @@ def claim(
     come back ready to deliver, bytes and recipients loaded, oldest first: the UPDATE
     returns the rows, one more query brings the recipients.
     """
+    # Each part is materialised, so its locking SELECT runs once: as a plain subquery
+    # PostgreSQL may rescan it for the UPDATE's join, and each rescan, skipping the rows
+    # just updated, would take another batch. The ids are sent once, in `hinted`.
     hinted = (
         select(Message.id)
         .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
         .with_for_update(skip_locked=True)
-        .subquery()
+        .cte("hinted")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     # The others lock no row beyond the batch: a row locked and then left untouched
     # would be skipped by the claim of the task that carries it, and wait for the
-    # scheduler. Counted without locks, so at worst a batch comes out smaller.
-    hinted_due = (
-        select(func.count())
-        .select_from(Message)
-        .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
-        .scalar_subquery()
-    )
-    # Oldest first along ix_messages_due, so the scan stops after the batch even under a
-    # large backlog; scheduled and deferred ones come when the scheduler rings for them.
+    # scheduler. Oldest first along ix_messages_due, so the scan stops after the batch
+    # even under a large backlog; scheduled and deferred ones come when the scheduler
+    # rings for them.
+    hinted_count = select(func.count()).select_from(hinted).scalar_subquery()
     others = (
         select(Message.id)
         .where(
             Message.status == MessageStatus.queued,
             Message.next_attempt_at <= now,
-            Message.id.not_in(message_ids),
+            Message.id.not_in(select(hinted.c.id)),
         )
         .order_by(Message.next_attempt_at)
-        .limit(case((hinted_due < batch, batch - hinted_due), else_=0))
+        .limit(case((hinted_count < batch, batch - hinted_count), else_=0))
         .with_for_update(skip_locked=True)
-        .subquery()
-    )
-    # Materialised, so the locking SELECT runs once: as a plain subquery PostgreSQL may
-    # rescan it for the UPDATE's join, and each rescan, skipping the rows just updated,
-    # would take another batch.
-    chosen = (
-        union_all(select(hinted.c.id), select(others.c.id))
-        .cte("chosen")
+        .cte("others")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
+    chosen = union_all(select(hinted.c.id), select(others.c.id))
     claimed = session.scalars(
         update(Message)
         .where(
-            Message.id.in_(select(chosen.c.id)),
+            Message.id.in_(chosen),
             _due(now),  # type: ignore[arg-type]
         )
         .values(
