@@ -14,6 +14,8 @@ ACCEPT = "accept"
 END_TO_END = "end to end"
 BATCH = "batch"
 DRAIN = "drain"
+SINGLES = "single POSTs queued"
+SINGLES_DRAIN = "drain of single POSTs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class RunFigures:
     accept: LoadFigure | None = None
     batch: float | None = None  # emails/s
     drain: DrainFigure | None = None
+    drain_singles: DrainFigure | None = None  # a backlog that arrived as single POSTs
     end_to_end: float | None = None  # emails/s
     smtplib_prebuilt: float | None = None  # emails/s
     smtplib_build: float | None = None  # emails/s

@@ -10,15 +10,16 @@ from typing import Self
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 ROOT = Path(__file__).resolve().parent.parent
-# (runs, messages, duration) by default, and with --quick.
-FULL = (5, 6000, 5.0)
-QUICK = (1, 1000, 2.0)
+# (runs, messages, duration, single messages) by default, and with --quick.
+FULL = (5, 6000, 5.0, 2000)
+QUICK = (1, 1000, 2.0, 500)
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     runs: int
     messages: int
+    single_messages: int
     duration: float
     warmup: float
     clients: int
@@ -43,9 +44,11 @@ class Options:
         runs = args.runs or defaults[0]
         messages = args.messages or defaults[1]
         duration = args.duration or defaults[2]
+        single_messages = args.single_messages or defaults[3]
         return cls(
             runs=runs,
             messages=messages,
+            single_messages=single_messages,
             duration=duration,
             warmup=min(1.0, duration / 4),
             clients=args.clients,
@@ -85,12 +88,22 @@ def _parser() -> argparse.ArgumentParser:
         "relay; each figure is the median of several runs (see bench/README.md).",
     )
     add = parser.add_argument
-    add("--quick", action="store_true", help="one short run: --runs 1 --messages 1000 --duration 2")
+    add(
+        "--quick",
+        action="store_true",
+        help="one short run: --runs 1 --messages 1000 --duration 2 --single-messages 500",
+    )
     add("--runs", type=_positive_int, help=f"runs; each figure is their median ({FULL[0]})")
     add(
         "--messages",
         type=_positive_int,
         help=f"emails queued (in batches of 500) for drain ({FULL[1]})",
+    )
+    add(
+        "--single-messages",
+        type=_positive_int,
+        help="emails queued with single POSTs, one doorbell each at most, for the drain of "
+        f"a single-POST backlog ({FULL[3]})",
     )
     add(
         "--duration",

@@ -19,6 +19,7 @@ from bench.figures import (
     DRAIN,
     END_TO_END,
     HEALTHZ,
+    SINGLES,
     DrainFigure,
     LoadFigure,
     MemoryPeaks,
@@ -176,6 +177,30 @@ def queue_for_drain(ctx: Context) -> tuple[int, float | None]:
     return count, count / (tally.last_done_wall - tally.first_sent_wall)
 
 
+def queue_singles(ctx: Context) -> int:
+    """Have the API accept single POSTs with no worker running, as while workers are down.
+
+    The broker then holds a doorbell per few messages (each API process's doorbell
+    rings for what committed in its last 20 ms), the common backlog; how many are queued.
+    """
+    ctx.phase = SINGLES
+    ctx.clean_slate()
+    count = ctx.options.single_messages
+    tally = _load(
+        ctx,
+        ctx.post("/v1/messages", payloads.message_json()),
+        connections=min(ctx.options.clients, count),
+        duration=ctx.options.phase_timeout,
+        count=count,
+    )
+    if tally.errors or tally.statuses != {202: count}:
+        raise RuntimeError(f"queueing single POSTs: {tally.statuses} {tally.errors[:5]}")
+    queued = ctx.database.count("queued")
+    if queued != count:
+        raise RuntimeError(f"queueing single POSTs: {queued} messages queued, not {count}")
+    return count
+
+
 def _wait_sent(ctx: Context, count: int) -> None:
     """Poll the database until count messages are `sent`; RuntimeError if stuck or too slow."""
     deadline = time.monotonic() + ctx.options.phase_timeout
@@ -193,12 +218,12 @@ def _wait_sent(ctx: Context, count: int) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def drain(ctx: Context, count: int) -> DrainFigure:
+def drain(ctx: Context, count: int, *, phase: str = DRAIN) -> DrainFigure:
     """Start the workers on a full queue: how fast do they empty it?"""
-    ctx.phase = DRAIN
+    ctx.phase = phase
     started = time.time()
     ctx.stack.start_delivery(ctx.options.worker_concurrency)
-    with ctx.profiled("worker", "drain", wall_clock=True):
+    with ctx.profiled("worker", phase.replace(" ", "-"), wall_clock=True):
         _wait_sent(ctx, count)
     first, last = ctx.database.attempt_span()
     return DrainFigure(steady=count / (last - first), from_start=count / (last - started))

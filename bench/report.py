@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.figures import ACCEPT, BATCH, DRAIN, END_TO_END, LoadFigure, RunFigures
+from bench.figures import (
+    ACCEPT,
+    BATCH,
+    DRAIN,
+    END_TO_END,
+    SINGLES,
+    SINGLES_DRAIN,
+    LoadFigure,
+    RunFigures,
+)
 from bench.options import Options
 from bench.stats import median
 
 MB = 1024 * 1024
 RSS_LIMIT_MB = 150.0
-# The issue's targets, checked against the medians.
-ACCEPT_TARGET = 1500.0
+# The targets, checked against the medians: issue 16's are ratios to a ceiling of the
+# same run (what a shared machine can compare); batch and drain keep issue 6's rates.
+ACCEPT_SHARE_OF_HEALTHZ = 0.25
 ACCEPT_P99_TARGET = 0.025
 BATCH_TARGET = 10_000.0
 DRAIN_TARGET = 2000.0
-DRAIN_CEILING_SHARE = 0.72
-E2E_TARGET = 1000.0
+SINGLES_SHARE_OF_BATCH_DRAIN = 0.8
+E2E_SHARE_OF_HEALTHZ = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +81,14 @@ def _rate_row(
     unit: str,
     ratio: tuple[list[float], str] | None = None,
     target: tuple[float, str] | None = None,
+    *,
+    by_ratio: bool = False,
 ) -> Row:
+    """A rate's row; the target is met by the median rate, or by the median ratio."""
     middle = median(values)
     ratio_text = f"{median(ratio[0]):.2f} × {ratio[1]}" if ratio and ratio[0] else "—"
-    ok = None if target is None or math.isnan(middle) else middle >= target[0]
+    judged = median(ratio[0]) if by_ratio and ratio and ratio[0] else middle
+    ok = None if target is None or math.isnan(judged) else judged >= target[0]
     return Row(
         figure,
         _n(middle, f" {unit}"),
@@ -104,15 +117,26 @@ def rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> l
     def build(run: RunFigures) -> float | None:
         return run.smtplib_build
 
+    def prebuilt(run: RunFigures) -> float | None:
+        return run.smtplib_prebuilt
+
     def drain(run: RunFigures) -> float | None:
         return None if run.drain is None else run.drain.steady
 
     def drain_from_start(run: RunFigures) -> float | None:
         return None if run.drain is None else run.drain.from_start
 
+    def singles(run: RunFigures) -> float | None:
+        return None if run.drain_singles is None else run.drain_singles.steady
+
+    def singles_from_start(run: RunFigures) -> float | None:
+        return None if run.drain_singles is None else run.drain_singles.from_start
+
+    def end_to_end(run: RunFigures) -> float | None:
+        return run.end_to_end
+
     healthz = load_value("healthz", "per_second")
     accept = load_value("accept", "per_second")
-    ceiling = "smtplib build+send"
     p50 = median(_values(runs, load_value("accept", "p50")))
     p99_values = _values(runs, load_value("accept", "p99"))
     p99 = median(p99_values)
@@ -123,10 +147,11 @@ def rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> l
             _values(runs, accept),
             "req/s",
             (_ratios(runs, accept, healthz), "/healthz"),
-            (ACCEPT_TARGET, f"≥ {ACCEPT_TARGET:,.0f} req/s"),
+            (ACCEPT_SHARE_OF_HEALTHZ, f"≥ {ACCEPT_SHARE_OF_HEALTHZ} × /healthz"),
+            by_ratio=True,
         ),
         Row(
-            "accept latency p50 / p99",
+            "accept latency p50 / p99, saturated",
             f"{_ms(p50)} / {_ms(p99)}",
             _spread(p99_values, _ms),
             "—",
@@ -142,39 +167,56 @@ def rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> l
                 "batch accept: 500 per POST",
                 _values(runs, lambda r: r.batch),
                 "emails/s",
-                (_ratios(runs, lambda r: r.batch, build), ceiling),
+                (_ratios(runs, lambda r: r.batch, build), "smtplib build+send"),
                 (BATCH_TARGET, f"≥ {BATCH_TARGET:,.0f} emails/s"),
             )
         )
-    drains = _values(runs, drain)
-    drain_ratios = _ratios(runs, drain, build)
-    drain_row = _rate_row(
-        "drain: queued → sent",
-        drains,
-        "emails/s",
-        (drain_ratios, ceiling),
-        (DRAIN_TARGET, f"≥ {DRAIN_TARGET:,.0f} emails/s and ≥ {DRAIN_CEILING_SHARE} × ceiling"),
-    )
-    if drain_ratios and median(drain_ratios) < DRAIN_CEILING_SHARE:
-        drain_row = dataclasses.replace(drain_row, verdict="missed")
+    ceiling = "smtplib prebuilt"
     result += [
-        drain_row,
+        _rate_row(
+            "drain: backlog queued in batches",
+            _values(runs, drain),
+            "emails/s",
+            (_ratios(runs, drain, prebuilt), ceiling),
+            (DRAIN_TARGET, f"≥ {DRAIN_TARGET:,.0f} emails/s"),
+        ),
         _rate_row(
             "drain, counting the workers' start",
             _values(runs, drain_from_start),
             "emails/s",
-            (_ratios(runs, drain_from_start, build), ceiling),
+            (_ratios(runs, drain_from_start, prebuilt), ceiling),
+        ),
+        _rate_row(
+            "drain: backlog queued by single POSTs",
+            _values(runs, singles),
+            "emails/s",
+            (_ratios(runs, singles, prebuilt), ceiling),
+        ),
+        _rate_row(
+            "drain of single POSTs ÷ drain of batches",
+            [],
+            "",
+            (_ratios(runs, singles, drain), "batch drain"),
+            (SINGLES_SHARE_OF_BATCH_DRAIN, f"≥ {SINGLES_SHARE_OF_BATCH_DRAIN} × batch drain"),
+            by_ratio=True,
+        ),
+        _rate_row(
+            "drain of single POSTs, counting the workers' start",
+            _values(runs, singles_from_start),
+            "emails/s",
+            (_ratios(runs, singles_from_start, prebuilt), ceiling),
         ),
         _rate_row(
             "end to end: first POST → last sent",
-            _values(runs, lambda r: r.end_to_end),
+            _values(runs, end_to_end),
             "emails/s",
-            (_ratios(runs, lambda r: r.end_to_end, build), ceiling),
-            (E2E_TARGET, f"≥ {E2E_TARGET:,.0f} emails/s"),
+            (_ratios(runs, end_to_end, healthz), "/healthz"),
+            (E2E_SHARE_OF_HEALTHZ, f"≥ {E2E_SHARE_OF_HEALTHZ} × /healthz"),
+            by_ratio=True,
         ),
         _rate_row(
             "ceiling: smtplib, prebuilt bytes",
-            _values(runs, lambda r: r.smtplib_prebuilt),
+            _values(runs, prebuilt),
             "emails/s",
         ),
         _rate_row("ceiling: smtplib, build + send", _values(runs, build), "emails/s"),
@@ -185,8 +227,8 @@ def rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> l
 def _memory_rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> list[Row]:
     """Median over the runs of each role's highest RSS in the phases that matter for it."""
     server = "api: children" if options.api_workers > 1 else "api: main process"
-    single = (ACCEPT, END_TO_END)
-    delivering = (END_TO_END, DRAIN)
+    single = (ACCEPT, END_TO_END, SINGLES)
+    delivering = (END_TO_END, DRAIN, SINGLES_DRAIN)
     supervisor = "api: main process"
     wanted = [
         (f"RSS {server}, single POSTs", server, single, True),

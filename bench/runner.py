@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from bench import machine, phases, profile
-from bench.figures import LoadFigure, RunFigures
+from bench.figures import SINGLES_DRAIN, LoadFigure, RunFigures
 from bench.options import Options
 from bench.report import rows, table
 from bench.services import Broker, Database, Sink
@@ -53,6 +53,14 @@ def one_run(ctx: phases.Context, label: str) -> RunFigures:
         f"{prefix} drain               {figures.drain.steady:,.0f} emails/s "
         f"({figures.drain.from_start:,.0f} counting the workers' start)"
     )
+    phases.stop_delivery(ctx)
+    singles = phases.queue_singles(ctx)
+    figures.drain_singles = phases.drain(ctx, singles, phase=SINGLES_DRAIN)
+    _say(
+        f"{prefix} drain, single POSTs  {figures.drain_singles.steady:,.0f} emails/s "
+        f"({singles:,} queued; {figures.drain_singles.from_start:,.0f} counting the "
+        "workers' start)"
+    )
     figures.smtplib_prebuilt, figures.smtplib_build = phases.ceiling(ctx)
     _say(
         f"{prefix} ceiling (smtplib)   {figures.smtplib_prebuilt:,.0f} emails/s prebuilt, "
@@ -93,7 +101,8 @@ def _header(options: Options, database: Database, started: datetime, load_before
             f"- load average before / after: {load_before} / {machine.load_average()}",
             f"- runs: {options.runs}; {options.clients} HTTP clients in "
             f"{options.client_processes} process(es); {options.duration:g} s per timed load "
-            f"after {options.warmup:g} s warm-up; drain of {options.messages:,} emails",
+            f"after {options.warmup:g} s warm-up; drain of {options.messages:,} emails "
+            f"queued in batches and of {options.single_messages:,} queued by single POSTs",
             f"- pochta api --workers {options.api_workers}; pochta worker --concurrency "
             f"{options.worker_concurrency}; pochta scheduler; POCHTA_LOG_LEVEL=WARNING",
             "",

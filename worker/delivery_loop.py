@@ -1,4 +1,10 @@
-"""The loop a delivery task runs: claim its messages, deliver each, record what happened."""
+"""The loop a delivery task runs: claim a batch, deliver each, record what happened.
+
+A task's ids are a hint, not its unit of work. A backlog that arrived as single POSTs
+sits on the broker as hundreds of tasks of one to three ids; the first task to run
+claims its own ids and then other due `queued` messages up to a batch, and the tasks
+whose ids it took find nothing and return after one statement.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from app.config import get_settings
 from app.db import get_engine
 from app.messages.backoff import ExponentialBackoff
 from app.messages.repository import queue
+from app.outbox.publisher import CHUNK
+from worker import shutdown
 from worker.delivery import deliver
 from worker.lease import Hold
 from worker.process import relay_pool
@@ -29,15 +37,24 @@ def _task_session() -> Iterator[Session]:
         yield session
 
 
+# As many as one publish carries, so a batch's tasks and a backlog's cost the same.
+BATCH = CHUNK
+
+
 def deliver_messages(message_ids: list[str]) -> list[str]:
-    """Claim, deliver and record each message; the ids this call actually claimed."""
+    """Claim these and other due messages, deliver and record each; the ids claimed."""
     settings = get_settings()
     now = utcnow()
     lease_until = now + timedelta(seconds=settings.sending_lease_seconds)
     with _task_session() as session:
         with session.begin():
             messages = queue.claim(
-                session, message_ids=message_ids, now=now, lease_until=lease_until
+                session,
+                message_ids=message_ids,
+                now=now,
+                lease_until=lease_until,
+                # A stopping worker would only hand the others back.
+                batch=0 if shutdown.requested() else BATCH,
             )
         if not messages:
             return []

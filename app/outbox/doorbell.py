@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
 
+from app.outbox.broker import get_celery
 from app.outbox.publisher import publish_or_release
 
 log = logging.getLogger("pochta.dispatch")
@@ -51,6 +53,7 @@ class Doorbell:
             return self._changed.wait_for(lambda: not self._waiting and not self._ringing, timeout)
 
     def _run(self) -> None:
+        _warm_up()
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._waiting))
@@ -70,6 +73,17 @@ class Doorbell:
                 with self._changed:
                     self._ringing = False
                     self._changed.notify_all()
+
+
+def _warm_up() -> None:
+    """Import the broker's transport now, not in the first requests' rings.
+
+    That import took about 0.8 s of one API process's CPU (the GIL held) under load,
+    during the first second of traffic. Nothing connects here, so a broker that is away
+    costs nothing; anything wrong shows at the first real publish, where it is handled.
+    """
+    with contextlib.suppress(Exception):
+        get_celery().producer_pool  # noqa: B018 - the property builds the pool
 
 
 doorbell = Doorbell()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, union_all, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from app.messages.models import Message
@@ -21,16 +21,59 @@ def _due(now: datetime) -> object:
 
 
 def claim(
-    session: Session, *, message_ids: Sequence[str], now: datetime, lease_until: datetime
+    session: Session,
+    *,
+    message_ids: Sequence[str],
+    now: datetime,
+    lease_until: datetime,
+    batch: int = 0,
 ) -> list[Message]:
-    """Move the due ones among message_ids to `sending`; a repeated claim gets nothing.
+    """Move the due ones among message_ids to `sending`, then other due `queued` ones until
+    `batch` in all; a repeated claim of taken ids, with nothing else due, gets nothing.
 
-    The claimed messages come back ready to deliver, bytes and recipients loaded, oldest
-    first: the UPDATE returns the rows, one more query brings the recipients.
+    One statement on both backends. On PostgreSQL both halves skip rows another
+    transaction holds (a concurrent claim, a cancel), so two workers never wait on each
+    other and take disjoint sets. SQLite has no row locks, but every transaction there
+    holds the write lock from BEGIN, so two claims cannot overlap. The claimed messages
+    come back ready to deliver, bytes and recipients loaded, oldest first: the UPDATE
+    returns the rows, one more query brings the recipients.
     """
+    # Each part is materialised, so its locking SELECT runs once: as a plain subquery
+    # PostgreSQL may rescan it for the UPDATE's join, and each rescan, skipping the rows
+    # just updated, would take another batch. The ids are sent once, in `hinted`.
+    hinted = (
+        select(Message.id)
+        .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
+        .with_for_update(skip_locked=True)
+        .cte("hinted")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    # The others lock no row beyond the batch: a row locked and then left untouched
+    # would be skipped by the claim of the task that carries it, and wait for the
+    # scheduler. Oldest first along ix_messages_due, so the scan stops after the batch
+    # even under a large backlog; scheduled and deferred ones come when the scheduler
+    # rings for them.
+    hinted_count = select(func.count()).select_from(hinted).scalar_subquery()
+    others = (
+        select(Message.id)
+        .where(
+            Message.status == MessageStatus.queued,
+            Message.next_attempt_at <= now,
+            Message.id.not_in(select(hinted.c.id)),
+        )
+        .order_by(Message.next_attempt_at)
+        .limit(case((hinted_count < batch, batch - hinted_count), else_=0))
+        .with_for_update(skip_locked=True)
+        .cte("others")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    chosen = union_all(select(hinted.c.id), select(others.c.id))
     claimed = session.scalars(
         update(Message)
-        .where(Message.id.in_(message_ids), _due(now))  # type: ignore[arg-type]
+        .where(
+            Message.id.in_(chosen),
+            _due(now),  # type: ignore[arg-type]
+        )
         .values(
             status=MessageStatus.sending,
             lease_expires_at=lease_until,
