@@ -89,8 +89,7 @@ def database_errors(settings: Settings) -> Iterator[None]:
     try:
         yield
     except DBAPIError as error:
-        shown = _shown(make_url(settings.database_url))
-        _stop(f"cannot use the database at {shown} ({VARIABLE}): {_first_line(error)}")
+        _unusable(make_url(settings.database_url), error)
 
 
 def _sqlite_without_creating(path: Path) -> Engine:
@@ -105,7 +104,7 @@ def _check_schema(url: URL, engine: Engine) -> None:
         with engine.connect() as connection:
             current = _current_revisions(connection)
     except DBAPIError as error:
-        _stop(f"cannot use the database at {_shown(url)} ({VARIABLE}): {_first_line(error)}")
+        _unusable(url, error)
     finally:
         engine.dispose()
     if not current:
@@ -154,9 +153,10 @@ def _shown(url: URL) -> str:
     return str(path) if path is not None else url.render_as_string(hide_password=True)
 
 
-def _first_line(error: DBAPIError) -> str:
+def _unusable(url: URL, error: DBAPIError) -> NoReturn:
     lines = str(error.orig).strip().splitlines()
-    return lines[0] if lines else type(error.orig).__name__
+    said = lines[0] if lines else type(error.orig).__name__
+    _stop(f"cannot use the database at {_shown(url)} ({VARIABLE}): {said}")
 
 
 def _bad_setting(problem: str, raw: str) -> NoReturn:

@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069).
-BIDI_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_BIDI_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # RFC 5321 §4.5.3.1.1 and §4.5.3.1.3 (a path of 256 octets less its angle brackets).
 MAX_LOCAL_PART_OCTETS = 64
 MAX_ADDRESS_OCTETS = 254
@@ -48,6 +48,16 @@ class Mailbox:
         return str(Address(display_name=self.name, username=local, domain=domain))
 
 
+def no_bidi_override(value: str) -> str:
+    """ValueError if value holds a bidirectional override; value otherwise."""
+    # `invoice\u202efdp.exe` reads as `invoiceexe.pdf`: a name that lies.
+    if _BIDI_OVERRIDES.search(value):
+        raise ValueError(
+            "must not contain bidirectional override characters (U+202A-U+202E, U+2066-U+2069)"
+        )
+    return value
+
+
 def _unquote(name: str) -> str:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         return re.sub(r"\\(.)", r"\1", name[1:-1])
@@ -71,10 +81,7 @@ def parse_mailbox(value: str) -> Mailbox:
     """A mailbox from `addr` or `Name <addr>`; ValueError says what is wrong."""
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters such as CR or LF")
-    if BIDI_OVERRIDES.search(value):
-        raise ValueError(
-            "must not contain bidirectional override characters (U+202A-U+202E, U+2066-U+2069)"
-        )
+    no_bidi_override(value)
     name, addr, bracketed = _split(value.strip())
     if len(name) > MAX_DISPLAY_NAME_CHARS:
         raise ValueError(f"has a display name over {MAX_DISPLAY_NAME_CHARS} characters")

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 from app.config import Settings, get_settings
-from app.messages.addresses import BIDI_OVERRIDES, parse_mailbox
+from app.messages.addresses import no_bidi_override, parse_mailbox
 
 # RFC 5322 §3.6.8: printable US-ASCII except colon.
 _FIELD_NAME = re.compile(r"^[!-9;-~]+$")
@@ -66,15 +66,6 @@ def no_line_breaks(value: str) -> str:
     if _NOT_IN_A_LINE.search(value):
         raise ValueError("must not contain control characters or line separators")
     return encodable(value)
-
-
-def no_bidi_override(value: str) -> str:
-    # `invoice\u202efdp.exe` reads as `invoiceexe.pdf`: a file name that lies.
-    if BIDI_OVERRIDES.search(value):
-        raise ValueError(
-            "must not contain bidirectional override characters (U+202A-U+202E, U+2066-U+2069)"
-        )
-    return value
 
 
 def _mailbox(value: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.utils import parsedate_to_datetime
@@ -14,18 +13,15 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Env, make_key
+from tests.conftest import Env
 
 GOOD: dict[str, Any] = {"from": "a@example.org", "to": ["b@example.org"], "text": "x"}
 
 
 @pytest.fixture
-def client(sqlite_env: Env) -> Iterator[TestClient]:
-    from app.main import create_app
-
-    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
-        test_client.headers["Authorization"] = f"Bearer {make_key()}"
-        yield test_client
+def client(api: TestClient) -> TestClient:
+    """The in-process API of tests/api/conftest.py."""
+    return api
 
 
 def refused(client: TestClient, change: dict[str, Any]) -> list[dict[str, str]]:
