@@ -7,10 +7,18 @@ import socket
 import sys
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
@@ -21,6 +29,29 @@ class SmtpSecurity(StrEnum):
     none = "none"
     starttls = "starttls"
     tls = "tls"
+
+
+class Transcripts(StrEnum):
+    """Which attempts keep their SMTP dialogue (SPEC §11)."""
+
+    failures = "failures"
+    all = "all"
+    none = "none"
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# "5,300,1800": a list written the way an operator writes it in an environment variable.
+DelaySchedule = Annotated[
+    tuple[Annotated[float, Field(gt=0)], ...],
+    NoDecode,
+    BeforeValidator(_comma_separated),
+    Field(min_length=1),
+]
 
 
 class LogFormat(StrEnum):
@@ -94,6 +125,32 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
 
+    # Signs VERP tokens and dashboard sessions, encrypts webhook secrets (SPEC §9); unset,
+    # the embedded mode keeps one in var/secret.key (app/secret_key.py).
+    secret_key: SecretStr | None = None
+
+    # Events and webhooks (SPEC §7).
+    event_retention_days: int = Field(default=30, ge=1)
+    webhook_timeout_seconds: PositiveSeconds = 15.0
+    webhook_retry_schedule: DelaySchedule = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_max_in_flight: int = Field(default=10, ge=1)
+    webhook_secret_overlap_seconds: float = Field(default=86400.0, ge=0)
+    webhook_disable_after_seconds: PositiveSeconds = 432000.0
+    webhook_allow_private: bool = False
+
+    # Bounces and suppressions (SPEC §8, §9).
+    bounce_rules_file: Path | None = None
+    bounce_domain: str | None = None
+    suppression_hard_bounce_days: int | None = Field(default=None, ge=1)
+
+    # Relays (SPEC §10); without a file, the one relay of POCHTA_SMTP_* is `default`.
+    relays_file: Path | None = None
+    relay_down_seconds: PositiveSeconds = 30.0
+    relay_backoff_seconds: PositiveSeconds = 60.0
+
+    # SMTP transcripts kept on attempts (SPEC §11).
+    transcripts: Transcripts = Transcripts.failures
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
@@ -107,6 +164,12 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("POCHTA_RETRY_MAX_SECONDS must not be below POCHTA_RETRY_BASE_SECONDS")
+        if self.secret_key is None and not self.database_url.startswith("sqlite"):
+            # Every host must sign and decrypt alike; a file of one host's own would not do.
+            raise ValueError(
+                "POCHTA_SECRET_KEY is required with a database other than SQLite "
+                "(every host of the deployment must share it)"
+            )
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("POCHTA_SMTP_USERNAME and POCHTA_SMTP_PASSWORD go together")
         if (

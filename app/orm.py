@@ -48,11 +48,11 @@ E = TypeVar("E", bound=StrEnum)
 class EnumText(TypeDecorator[E]):
     """A StrEnum stored as its plain value, read back as the enum member."""
 
-    impl = String(16)
+    impl = String
     cache_ok = True
 
-    def __init__(self, enum: type[E]) -> None:
-        super().__init__()
+    def __init__(self, enum: type[E], length: int = 16) -> None:
+        super().__init__(length)
         self.enum = enum
 
     def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:

@@ -24,6 +24,7 @@ def pochta_env(*, database_url: str, broker_url: str, smtp_port: int) -> dict[st
     env.update(
         POCHTA_DATABASE_URL=database_url,
         POCHTA_BROKER_URL=broker_url,
+        POCHTA_SECRET_KEY="bench-secret-key",
         POCHTA_SMTP_HOST="127.0.0.1",
         POCHTA_SMTP_PORT=str(smtp_port),
         POCHTA_SMTP_HELO_NAME="bench.pochta.test",

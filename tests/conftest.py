@@ -38,6 +38,7 @@ BASE_ENV = {
     "POCHTA_SMTP_TIMEOUT": "5",
     "POCHTA_SMTP_HELO_NAME": "pochta.test",
     "POCHTA_LOG_LEVEL": "INFO",
+    "POCHTA_SECRET_KEY": "test-secret-key-not-for-production",
 }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
+from app.bounces.classes import BounceClass
 from app.clock import utcnow
 from app.ids import new_id
 from app.messages.states import AttemptOutcome, MessageStatus, RecipientStatus, Stage
@@ -81,6 +82,7 @@ class Recipient(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Pochta's own note where the reply does not say it all ("gave up after 3 attempts").
     error: Mapped[str | None] = mapped_column(Text)
+    bounce_class: Mapped[BounceClass | None] = mapped_column(EnumText(BounceClass, length=24))
 
     message: Mapped[Message] = relationship(back_populates="recipients", lazy="raise")
 
@@ -105,6 +107,9 @@ class Attempt(Base):
     enhanced_code: Mapped[str | None] = mapped_column(String(16))
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    bounce_class: Mapped[BounceClass | None] = mapped_column(EnumText(BounceClass, length=24))
+    # The SMTP dialogue, [{"at_ms", "dir", "line"}], when POCHTA_TRANSCRIPTS keeps it.
+    transcript: Mapped[list[dict[str, Any]] | None] = deferred(mapped_column(JSON))
 
     message: Mapped[Message] = relationship(back_populates="attempts", lazy="raise")
 

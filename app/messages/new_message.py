@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.bounces.classes import BounceClass
 from app.messages.states import MessageStatus, RecipientStatus
 
 
@@ -26,6 +27,7 @@ class NewRecipient:
     smtp_reply: str | None = None
     attempts: int = 0
     error: str | None = None
+    bounce_class: BounceClass | None = None
 
 
 @dataclass(slots=True)

@@ -23,6 +23,10 @@ class RecipientStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     canceled = "canceled"
+    # Never tried: the address is on the tenant's suppression list (SPEC §8).
+    suppressed = "suppressed"
+    # The relay took it, then a delivery report said it failed further on (SPEC §9).
+    bounced = "bounced"
 
 
 class AttemptOutcome(StrEnum):

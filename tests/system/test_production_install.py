@@ -155,7 +155,11 @@ def backend_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]
     redis.Redis.from_url(broker).flushdb()
     url = create_database(SHARED_POSTGRES, database)
     try:
-        yield {"POCHTA_DATABASE_URL": url, "POCHTA_BROKER_URL": broker}
+        yield {
+            "POCHTA_DATABASE_URL": url,
+            "POCHTA_BROKER_URL": broker,
+            "POCHTA_SECRET_KEY": "production-install-test-secret",
+        }
     finally:
         drop_database(SHARED_POSTGRES, database)
         redis.Redis.from_url(broker).flushdb()

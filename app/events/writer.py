@@ -1,0 +1,48 @@
+"""Writing events: rows inserted in the caller's transaction, one executemany for many.
+
+The change and its event commit together or not at all (SPEC §7), so every writer of a
+status (the worker's recorder, cancel, submit, the bounce reader) adds its events to the
+transaction that makes the change, through add_events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from app.events.models import Event
+from app.events.types import EventType
+from app.ids import new_id
+from app.orm import Base
+
+_event_table = Base.metadata.tables[Event.__tablename__]
+
+
+def event_row(
+    *,
+    type: EventType,
+    tenant: str,
+    message_id: str | None,
+    data: dict[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """One event as a row for add_events; `data` must already be JSON-ready."""
+    return {
+        "id": new_id("evt_"),
+        "tenant": tenant,
+        "type": type,
+        "message_pk": message_id,
+        "created_at": at,
+        "data": data,
+        "fanned_out_at": None,
+    }
+
+
+def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert events in the session's transaction: one statement for all of them."""
+    if rows:
+        session.execute(insert(_event_table), list(rows))
