@@ -35,6 +35,7 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 smtp_reply=r.smtp_reply,
                 attempts=r.attempts,
                 error=r.error,
+                bounce_class=r.bounce_class,
             )
             for r in message.recipients
         ],
@@ -50,6 +51,7 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 enhanced_code=a.enhanced_code,
                 smtp_reply=a.smtp_reply,
                 error=a.error,
+                bounce_class=a.bounce_class,
             )
             for a in message.attempts
         ],
