@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from app.messages.batch import ItemOutcome
+from typing import TYPE_CHECKING
+
 from app.messages.models import Message
 from app.messages.new_message import NewMessage
 from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
+
+if TYPE_CHECKING:  # batch.py stores through the suppression step, which serializes
+    from app.messages.batch import ItemOutcome
 
 
 def message_out(message: Message | NewMessage) -> MessageOut:
