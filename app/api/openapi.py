@@ -168,11 +168,23 @@ _MESSAGE_EXAMPLE: dict[str, Any] = {
     ],
 }
 
+_EVENT_EXAMPLE: dict[str, Any] = {
+    "id": "evt_01jdq3z8x8m4c2w6z0r5t9k3qe",
+    "type": "message.deferred",
+    "timestamp": "2026-11-27T12:00:03.400Z",
+    "data": {
+        "message": {k: v for k, v in _MESSAGE_EXAMPLE.items() if k != "attempts"},
+        "attempt": _MESSAGE_EXAMPLE["attempts"][0],
+    },
+}
+
 _EXAMPLES: dict[str, Any] = {
     "SubmitMessage": _SUBMIT_EXAMPLE,
     "SubmitBatch": {"messages": [_SUBMIT_EXAMPLE]},
     "MessageOut": _MESSAGE_EXAMPLE,
     "MessagePage": {"data": [_MESSAGE_EXAMPLE], "next_cursor": "WzEsMTc2NDI0NDgwMzEyMDAwMF0"},
+    "EventOut": _EVENT_EXAMPLE,
+    "EventPage": {"data": [_EVENT_EXAMPLE], "next_cursor": None},
     "BatchResults": {
         "results": [
             {"index": 0, "status": 202, "message": _MESSAGE_EXAMPLE},

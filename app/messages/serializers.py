@@ -8,7 +8,8 @@ from app.messages.models import Message
 from app.messages.new_message import NewMessage
 from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
 
-if TYPE_CHECKING:  # batch.py stores through the suppression step, which serializes
+if TYPE_CHECKING:
+    # For the annotation only: batch imports the service, which serializes through here.
     from app.messages.batch import ItemOutcome
 
 
