@@ -29,10 +29,11 @@ def client(env: Env) -> Iterator[TestClient]:
 
 
 def events_of(client: TestClient, message_id: str) -> list[dict[str, Any]]:
+    """The message.* events of a message (a hard bounce also has suppression.created)."""
     response = client.get("/v1/events", params={"message_id": message_id})
     assert response.status_code == 200, response.text
     data: list[dict[str, Any]] = response.json()["data"]
-    return data
+    return [event for event in data if event["type"].startswith("message.")]
 
 
 def message_now(client: TestClient, message_id: str) -> dict[str, Any]:
