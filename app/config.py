@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     bounce_rules_file: Path | None = None
     bounce_domain: str | None = None
     suppression_hard_bounce_days: int | None = Field(default=None, ge=1)
+    # `pochta bounces` serves its Prometheus metrics here (0: not at all).
+    bounces_metrics_host: str = "127.0.0.1"
+    bounces_metrics_port: int = Field(default=9102, ge=0, le=65535)
 
     # Relays (SPEC §10); without a file, the one relay of POCHTA_SMTP_* is `default`.
     relays_file: Path | None = None

@@ -30,7 +30,7 @@ from app.messages.models import Message, Recipient
 from app.messages.serializers import message_out
 from app.messages.states import RecipientStatus
 from app.suppressions.models import SuppressionReason
-from app.suppressions.service import suppress_automatically
+from app.suppressions.service import NewSuppression, suppress_many
 
 # Pochta's Message-IDs are <random part of the message id@sender's domain> (parties.py).
 _OUR_MESSAGE_ID = re.compile(r"<([0-9a-z]{26})@[^>]+>")
@@ -43,6 +43,8 @@ class Applied:
     kind: ReportKind
     matched: bool
     changed: int = 0
+    # The reasons of the suppressions added, to count once committed.
+    suppressed: tuple[str, ...] = ()
 
 
 def apply_report(
@@ -68,10 +70,13 @@ def apply_report(
     ):
         return Applied(report.kind, matched=False)
     if report.kind is ReportKind.delivery_status:
-        changed = _apply_bounces(session, message, report, now)
-        return Applied(report.kind, matched=bool(_reported(message, report)), changed=changed)
-    changed = _apply_complaint(session, message, report, now)
-    return Applied(report.kind, matched=changed > 0, changed=changed)
+        changed, added = _apply_bounces(session, message, report, now)
+        matched = bool(_reported(message, report))
+    else:
+        changed, added = _apply_complaint(session, message, report, now)
+        matched = changed > 0
+    reasons = tuple(str(entry["reason"]) for entry in added)
+    return Applied(report.kind, matched=matched, changed=changed, suppressed=reasons)
 
 
 def _named_message(
@@ -106,7 +111,9 @@ def _reported(message: Message, report: Report) -> list[tuple[Recipient, FailedR
     ]
 
 
-def _apply_bounces(session: Session, message: Message, report: Report, now: datetime) -> int:
+def _apply_bounces(
+    session: Session, message: Message, report: Report, now: datetime
+) -> tuple[int, list[dict[str, Any]]]:
     bounced: list[tuple[Recipient, FailedRecipient]] = []
     for recipient, failed in _reported(message, report):
         # Only a recipient the relay took can bounce later; a repeated report is a no-op.
@@ -119,49 +126,59 @@ def _apply_bounces(session: Session, message: Message, report: Report, now: date
         recipient.bounce_class = classify(failed.smtp_code, failed.status, failed.smtp_reply)
         bounced.append((recipient, failed))
     if not bounced:
-        return 0
+        return 0, []
     message.updated_at = now
     session.flush()
-    snapshot = message_out(message)
-    rows: list[dict[str, Any]] = []
-    for recipient, failed in bounced:
-        rows.append(_event(EventType.recipient_bounced, message, recipient, report, failed, now))
-        if recipient.bounce_class in SUPPRESSING:
-            suppress_automatically(
-                session,
-                tenant=message.tenant,
-                email=recipient.email,
-                reason=SuppressionReason.hard_bounce,
-                message=snapshot,
-                recipient=recipient,
-                now=now,
-            )
+    rows = [
+        _event(EventType.recipient_bounced, message, recipient, report, failed, now)
+        for recipient, failed in bounced
+    ]
     add_events(session, rows)
-    return len(bounced)
+    added = suppress_many(
+        session,
+        entries=[
+            _suppression(message, recipient, SuppressionReason.hard_bounce)
+            for recipient, _ in bounced
+            if recipient.bounce_class in SUPPRESSING
+        ],
+        now=now,
+    )
+    return len(bounced), added
 
 
-def _apply_complaint(session: Session, message: Message, report: Report, now: datetime) -> int:
+def _apply_complaint(
+    session: Session, message: Message, report: Report, now: datetime
+) -> tuple[int, list[dict[str, Any]]]:
     recipients = _by_email(message)
-    named = [recipients[email.lower()] for email in report.complainants if email.lower() in recipients]
+    named = [
+        recipients[email.lower()] for email in report.complainants if email.lower() in recipients
+    ]
     if not named and len(message.recipients) == 1:
         # Feedback loops often redact the complainant; a message to one address names it.
         named = list(message.recipients)
     if not named:
-        return 0
+        return 0, []
     rows = [_event(EventType.recipient_complained, message, r, report, None, now) for r in named]
-    snapshot = message_out(message)
-    for recipient in named:
-        suppress_automatically(
-            session,
-            tenant=message.tenant,
-            email=recipient.email,
-            reason=SuppressionReason.complaint,
-            message=snapshot,
-            recipient=recipient,
-            now=now,
-        )
     add_events(session, rows)
-    return len(named)
+    entries = [_suppression(message, r, SuppressionReason.complaint) for r in named]
+    return len(named), suppress_many(session, entries=entries, now=now)
+
+
+def _suppression(
+    message: Message, recipient: Recipient, reason: SuppressionReason
+) -> NewSuppression:
+    # A complaint is no refusal: its source is the message alone.
+    bounce = reason is SuppressionReason.hard_bounce
+    source = {
+        "message_id": message.id,
+        "smtp_code": recipient.smtp_code if bounce else None,
+        "enhanced_code": recipient.enhanced_code if bounce else None,
+        "smtp_reply": recipient.smtp_reply if bounce else None,
+        "bounce_class": recipient.bounce_class if bounce else None,
+    }
+    return NewSuppression(
+        tenant=message.tenant, email=recipient.email, reason=reason, source=source
+    )
 
 
 def _event(

@@ -1,4 +1,4 @@
-"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, send, dev."""
+"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, bounces, send, dev."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from app.cli.database import DatabaseNeed, check_database
 from app.cli.dev import cmd_dev
 from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from app.cli.migrate import cmd_migrate
-from app.cli.serve import cmd_api, cmd_scheduler, cmd_send, cmd_sink, cmd_worker
+from app.cli.serve import (
+    cmd_api,
+    cmd_bounces,
+    cmd_scheduler,
+    cmd_send,
+    cmd_sink,
+    cmd_worker,
+)
 from app.config import Settings, load_settings_or_exit
 from app.logs import configure_logging
 from app.send import add_arguments as add_send_arguments
@@ -47,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=2525)
     sink.add_argument("--dir", default="var/sink")
+    bounces = add(
+        "bounces",
+        cmd_bounces,
+        serves,
+        "an SMTP server for POCHTA_BOUNCE_DOMAIN that reads bounce and complaint reports",
+    )
+    bounces.add_argument("--host", default="127.0.0.1")
+    bounces.add_argument("--port", type=int, default=2526)
     send = add(
         "send",
         cmd_send,

@@ -66,14 +66,14 @@ def test_a_plain_message_is_no_report() -> None:
 
 
 def test_a_verp_address_names_its_message_and_a_forged_one_nothing() -> None:
-    settings = Settings(secret_key="k1")  # type: ignore[arg-type]
+    settings = Settings(secret_key="k1")
     message_id = "msg_01kbf3w3x5q8c9d0e1f2g3h4j5"
     address = verp.make_address(settings, message_id, "bounces.example.org")
     local = address.partition("@")[0]
     assert len(local.encode()) <= 64
     assert verp.read_address(settings, address) == message_id
     assert verp.read_address(settings, address.upper()) == message_id
-    other_key = Settings(secret_key="k2")  # type: ignore[arg-type]
+    other_key = Settings(secret_key="k2")
     assert verp.read_address(other_key, address) is None
     forged = address.replace(message_id.removeprefix("msg_")[:4], "0000")
     assert verp.read_address(settings, forged) is None
