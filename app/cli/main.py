@@ -20,6 +20,7 @@ from app.cli.serve import (
 )
 from app.config import Settings, load_settings_or_exit
 from app.logs import configure_logging
+from app.secret_key import secret_key
 from app.send import add_arguments as add_send_arguments
 
 Command = Callable[[argparse.Namespace, Settings], None]
@@ -73,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         cmd_dev,
         DatabaseNeed.CREATES,
-        "run sink, API, worker and scheduler on the embedded defaults",
+        "run sink, bounces, API, worker and scheduler on the embedded defaults",
     )
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--sink-port", type=int, default=2525)
+    dev.add_argument("--bounces-port", type=int, default=2526)
 
     keys = sub.add_parser("keys", help="manage API keys", description="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -98,5 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_rules_file(settings)
     configure_logging(settings)
     check_database(settings, args.database)
+    if args.database is DatabaseNeed.MIGRATED_IF_LOCAL:
+        # The embedded mode's var/secret.key is made (0600) when a service first starts
+        # (`pochta dev` makes it itself), not at the first message that needs it.
+        secret_key(settings)
     handler: Command = args.handler
     handler(args, settings)
