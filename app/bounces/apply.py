@@ -104,11 +104,14 @@ def _by_email(message: Message) -> dict[str, Recipient]:
 
 def _reported(message: Message, report: Report) -> list[tuple[Recipient, FailedRecipient]]:
     recipients = _by_email(message)
-    return [
-        (recipients[failed.email.lower()], failed)
-        for failed in report.failed
-        if failed.email.lower() in recipients
-    ]
+    found = []
+    for failed in report.failed:
+        # Final-Recipient, or the address as sent when an alias at the far end rewrote it.
+        for email in (failed.email, failed.original_email):
+            if email.lower() in recipients:
+                found.append((recipients[email.lower()], failed))
+                break
+    return found
 
 
 def _apply_bounces(

@@ -27,6 +27,7 @@ class FailedRecipient:
     """One per-recipient block of a delivery report whose Action is `failed`."""
 
     email: str
+    original_email: str  # Original-Recipient, "" if absent: what was sent, before aliases
     status: str | None  # RFC 3463 code, e.g. "5.1.1"
     smtp_code: int | None
     smtp_reply: str | None  # the diagnostic after its code and enhanced code
@@ -168,9 +169,15 @@ def _failed_recipient(block: Message) -> FailedRecipient:
             smtp_code = int(parsed.group(1))
             enhanced = enhanced or parsed.group(2)
             reply = parsed.group(3).strip() or None
+            if reply is not None and parsed.group(2):
+                # A multi-line reply comes joined, each line led by its codes
+                # ("550-5.1.1 ..."): lines joined by \n, as the worker records them.
+                lead = rf"\s+{smtp_code}[ -]{re.escape(parsed.group(2))}\s+"
+                reply = re.sub(lead, "\n", reply)
     remote = _field(block, "Remote-MTA").partition(";")[2].strip()
     return FailedRecipient(
         email=_address(block, "Final-Recipient"),
+        original_email=_address(block, "Original-Recipient"),
         status=enhanced,
         smtp_code=smtp_code,
         smtp_reply=reply,
@@ -193,7 +200,7 @@ def _address(block: Message, name: str) -> str:
     kind, _, address = value.partition(";")
     if not address:
         address, kind = kind, "rfc822"
-    if kind.strip().lower() != "rfc822":
+    if kind.strip().lower() not in ("rfc822", "utf-8"):
         return ""
     return address.strip().strip("<>").strip()
 

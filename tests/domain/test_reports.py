@@ -79,3 +79,21 @@ def test_a_verp_address_names_its_message_and_a_forged_one_nothing() -> None:
     assert verp.read_address(settings, forged) is None
     assert verp.has_token(forged)
     assert verp.read_address(settings, "sender@example.org") is None
+
+
+def test_a_multi_line_gmail_reply_keeps_its_lines_without_their_codes() -> None:
+    gmail = (
+        "550-5.1.1 The email account that you tried to reach does not exist. Please try\n"
+        "    550-5.1.1 double-checking the recipient's email address for typos or\n"
+        "    550 5.1.1 https://support.google.com/mail/?p=NoSuchUser a1si123 - gsmtp"
+    )
+    raw = postfix_dsn(
+        to=VERP_TO, recipient="gone@gmail.com", message_id="<abc@example.org>", diagnostic=gmail
+    )
+    (failed,) = read_report(raw).failed
+    assert (failed.smtp_code, failed.status) == (550, "5.1.1")
+    assert failed.smtp_reply == (
+        "The email account that you tried to reach does not exist. Please try\n"
+        "double-checking the recipient's email address for typos or\n"
+        "https://support.google.com/mail/?p=NoSuchUser a1si123 - gsmtp"
+    )
