@@ -45,6 +45,7 @@ class Applied:
     changed: int = 0
     # The reasons of the suppressions added, to count once committed.
     suppressed: tuple[str, ...] = ()
+    message_id: str | None = None
 
 
 def apply_report(
@@ -76,7 +77,9 @@ def apply_report(
         changed, added = _apply_complaint(session, message, report, now)
         matched = changed > 0
     reasons = tuple(str(entry["reason"]) for entry in added)
-    return Applied(report.kind, matched=matched, changed=changed, suppressed=reasons)
+    return Applied(
+        report.kind, matched=matched, changed=changed, suppressed=reasons, message_id=message.id
+    )
 
 
 def _named_message(

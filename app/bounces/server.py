@@ -3,7 +3,7 @@
 It takes RCPT only for POCHTA_BOUNCE_DOMAIN (it is no relay), messages up to 10 MiB,
 and answers 250 to everything it takes, read or not, matched or not: a report is never
 answered with a bounce. Only when the database cannot record one does it say 451, so
-the reporting MTA keeps the report and tries again.
+the reporting MTA keeps the report and tries again (as it does after any error here).
 """
 
 from __future__ import annotations
@@ -54,9 +54,14 @@ class ReportHandler:
         except SQLAlchemyError:
             log.exception("report not recorded", extra={"rcpt": rcpts})
             return "451 4.3.0 Cannot record the report now; try again later"
+        except Exception:
+            # Never a 5xx: the reporting MTA would bounce the report. It retries a 451.
+            log.exception("report not applied", extra={"rcpt": rcpts})
+            return "451 4.3.0 Cannot apply the report now; try again later"
         log.info(
             "report taken",
             extra={
+                "message_id": applied.message_id,
                 "kind": applied.kind.value,
                 "matched": applied.matched,
                 "changed": applied.changed,

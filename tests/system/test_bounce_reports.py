@@ -24,6 +24,8 @@ from tests.support.flow import fetch, run_until_final, submit
 from tests.support.reports import arf_complaint, postfix_dsn
 
 DOMAIN = "bounces.example.org"
+# What does not touch the database's own behaviour runs on the embedded backend alone.
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 BILLY = "billy@example.org"
 
 
@@ -61,6 +63,7 @@ def recipient_row(message_id: str) -> Recipient:
         return session.scalars(select(Recipient).where(Recipient.message_pk == message_id)).one()
 
 
+@SQLITE_ONLY
 def test_a_message_goes_out_with_a_verp_mail_from(bounces: Bounces, relay: ScriptedRelay) -> None:
     _, mail_from = sent_with_verp(relay)
     local, _, domain = mail_from.partition("@")
@@ -69,6 +72,7 @@ def test_a_message_goes_out_with_a_verp_mail_from(bounces: Bounces, relay: Scrip
     assert len(local) <= 64
 
 
+@SQLITE_ONLY
 def test_an_explicit_envelope_from_is_kept(bounces: Bounces, relay: ScriptedRelay) -> None:
     assert run_until_final(submit(envelope_from="bounces@ya.ru")).status == "sent"
     assert relay.messages[0].mail_from == "bounces@ya.ru"
@@ -139,6 +143,7 @@ def test_an_arf_complaint_suppresses_and_leaves_the_status(
     assert bounces.reports("feedback_report", "true") == 1
 
 
+@SQLITE_ONLY
 def test_a_report_found_by_message_id_alone_is_applied(
     bounces: Bounces, relay: ScriptedRelay
 ) -> None:
@@ -171,6 +176,7 @@ def test_a_forged_token_changes_nothing(bounces: Bounces, relay: ScriptedRelay) 
     assert not [e for e in events_of(message_id) if not e.type.startswith("message.")]
 
 
+@SQLITE_ONLY
 def test_mail_that_is_no_report_is_taken_and_dropped(
     bounces: Bounces, relay: ScriptedRelay
 ) -> None:
@@ -183,6 +189,7 @@ def test_mail_that_is_no_report_is_taken_and_dropped(
     )
 
 
+@SQLITE_ONLY
 def test_rcpt_to_another_domain_is_refused_550(bounces: Bounces) -> None:
     with smtplib.SMTP(LOOPBACK, bounces.port, timeout=30) as client:
         client.ehlo("mx.example.net")
@@ -192,6 +199,7 @@ def test_rcpt_to_another_domain_is_refused_550(bounces: Bounces) -> None:
     assert reply.startswith(b"5.7.1")
 
 
+@SQLITE_ONLY
 def test_bounces_without_a_bounce_domain_stops_with_one_line(env: Env) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "bounces", "--port", str(free_port())],
@@ -205,3 +213,11 @@ def test_bounces_without_a_bounce_domain_stops_with_one_line(env: Env) -> None:
     assert result.stderr.strip().splitlines() == [
         "pochta: POCHTA_BOUNCE_DOMAIN is not set: `pochta bounces` takes mail only for it"
     ]
+
+
+@SQLITE_ONLY
+def test_a_report_over_10_mib_is_refused_at_mail_from(bounces: Bounces) -> None:
+    with smtplib.SMTP(LOOPBACK, bounces.port, timeout=30) as client:
+        client.ehlo("mx.example.net")
+        code, _ = client.mail("<>", options=[f"SIZE={10 * 1024 * 1024 + 1}"])
+    assert code == 552
