@@ -31,6 +31,8 @@ from app.messages.relay_results import AttemptResult
 from app.messages.repository import recording as repository
 from app.messages.settlement import RetryPolicy, Settlement, settle_attempt
 from app.messages.states import MessageStatus
+from app.suppressions.metrics import count_created
+from app.suppressions.service import suppress_many
 from worker.metrics import record_attempt
 
 log = logging.getLogger("pochta.worker")
@@ -95,6 +97,17 @@ class Recorder:
                         self._session,
                         settled=[o.settlement for o in pending if o.message.id in held],
                     )
+                    suppressed = suppress_many(
+                        self._session,
+                        entries=[
+                            entry
+                            for o in pending
+                            if o.message.id in held
+                            for entry in o.settlement.suppress
+                        ],
+                        now=utcnow(),
+                    )
+                count_created(s["reason"] for s in suppressed)
                 return held
             except DBAPIError as error:
                 if not _database_away(error) or utcnow() + timedelta(seconds=delay) > last_lease:

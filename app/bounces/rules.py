@@ -57,7 +57,10 @@ SESSION_STAGES = (Stage.connect, Stage.ehlo, Stage.starttls, Stage.auth)
 # A finding with no stage comes from a report (SPEC §9), not from our own session.
 ANY_STAGE = tuple(Stage)
 
-RATE_WORDS = r"\brate\b|rate.?limit|throttl|too many|slow down|too (?:quickly|fast)|flood|busy"
+RATE_WORDS = (
+    r"\brate\b|rate.?limit|throttl|too many|slow down|too (?:quickly|fast)|flood|busy|volume"
+    r"|limit exceeded"
+)
 NETWORK_WORDS = (
     r"timed out|timeout|refused|reset|unreachable|closed|disconnect|broken pipe"
     r"|no reply after data|name or service not known|getaddrinfo|no route"
@@ -88,7 +91,8 @@ LARGE_WORDS = (
 POLICY_WORDS = (
     r"spam|\bblock|black ?list|block ?list|dmarc|\bspf\b|dkim|reputation|policy|grey ?list"
     r"|gray ?list|relay(?:ing)? (?:access )?denied|unable to relay|relay not permitted|abuse"
-    r"|banned|prohibit|sender verify|sender address rejected|not authori[sz]ed|unauthenticated"
+    r"|banned|prohibit|spoof|sender verify|sender address rejected|not authori[sz]ed"
+    r"|unauthenticated"
 )
 CONTENT_WORDS = r"virus|malware|content|attachment|malformed|message (?:rejected|refused) as"
 # Weaker words, read only after the mailbox and domain words had their say.
@@ -128,6 +132,7 @@ BUILT_IN: tuple[Rule, ...] = (
     _rule(B.network, enhanced="x.4.1"),
     _rule(B.network, enhanced="x.4.2"),
     _rule(B.rate_limited, enhanced="x.4.5"),
+    _rule(B.other, enhanced="x.5.3"),  # too many recipients: the delivery splits them
     _rule(B.content, enhanced="x.6"),
     _rule(B.bad_mailbox, enhanced="x.7.17"),
     _rule(B.bad_domain, enhanced="x.7.18"),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from app.messages.batch import ItemOutcome
+from typing import TYPE_CHECKING
+
 from app.messages.models import Message
 from app.messages.new_message import NewMessage
 from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
+
+if TYPE_CHECKING:  # batch.py stores through the suppression step, which serializes
+    from app.messages.batch import ItemOutcome
 
 
 def message_out(message: Message | NewMessage) -> MessageOut:
@@ -35,6 +39,7 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 smtp_reply=r.smtp_reply,
                 attempts=r.attempts,
                 error=r.error,
+                bounce_class=r.bounce_class,
             )
             for r in message.recipients
         ],
@@ -50,6 +55,7 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 enhanced_code=a.enhanced_code,
                 smtp_reply=a.smtp_reply,
                 error=a.error,
+                bounce_class=a.bounce_class,
             )
             for a in message.attempts
         ],

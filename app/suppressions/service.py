@@ -14,12 +14,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.errors import InvalidFields, NotFound
 from app.events.payloads import suppression_data
 from app.events.types import EventType
 from app.events.writer import add_events, event_row
-from app.suppressions import repository
+from app.keys.service import Caller
+from app.messages.addresses import parse_mailbox
+from app.suppressions import listing, repository
 from app.suppressions.models import SuppressionReason
-from app.suppressions.schemas import SuppressionOut
+from app.suppressions.schemas import (
+    PutSuppression,
+    SuppressionOut,
+    SuppressionPage,
+    SuppressionQuery,
+)
 
 
 def email_key(email: str) -> str:
@@ -70,7 +78,9 @@ def suppress_many(
             "expires_at": expires_at(entry.reason, now),
             "source": entry.source,
         }
-        for (_, key), entry in unique.items()
+        # One order for every writer, so two groups inserting the same addresses on
+        # PostgreSQL never wait on each other in a circle.
+        for (_, key), entry in sorted(unique.items(), key=lambda item: item[0])
     ]
     written = repository.add_absent(session, rows=rows, now=now)
     by_address = {(row["tenant"], email_key(row["email"])): row for row in written}
@@ -121,3 +131,54 @@ def reasons_for(
     return repository.reasons_for(
         session, tenant=tenant, email_keys={email_key(e) for e in emails}, now=now
     )
+
+
+def address(value: str) -> str:
+    """The address an API call names, as submit stores it; 422 naming `email` if it is none."""
+    if "<" in value:
+        # A display name ("Billy <billy@example.org>") names no entry: the path is an address.
+        raise InvalidFields.at("email", "must be an address alone, such as billy@example.org")
+    try:
+        return parse_mailbox(value).email
+    except ValueError as error:
+        raise InvalidFields.at("email", str(error)) from None
+
+
+def get_suppression(
+    session: Session, *, caller: Caller, email: str, now: datetime
+) -> SuppressionOut:
+    row = repository.get(
+        session, tenant=caller.tenant, email_key=email_key(address(email)), now=now
+    )
+    if row is None:
+        raise NotFound(f"{email} is not suppressed")
+    return SuppressionOut.model_validate(row)
+
+
+def put_suppression(
+    session: Session, *, caller: Caller, email: str, body: PutSuppression, now: datetime
+) -> tuple[SuppressionOut, bool]:
+    """Add the address by hand; (the entry, whether it is new). One already there stays."""
+    entry = NewSuppression(
+        tenant=caller.tenant,
+        email=address(email),
+        reason=SuppressionReason(body.reason),
+        note=body.note,
+    )
+    added = suppress_many(session, entries=[entry], now=now)
+    if added:
+        return SuppressionOut.model_validate(added[0]), True
+    return get_suppression(session, caller=caller, email=email, now=now), False
+
+
+def delete_suppression(session: Session, *, caller: Caller, email: str, now: datetime) -> None:
+    """The address may be sent to again; NotFound if it was not on the list."""
+    key = email_key(address(email))
+    if not repository.remove(session, tenant=caller.tenant, email_key=key, now=now):
+        raise NotFound(f"{email} is not suppressed")
+
+
+def list_suppressions(
+    session: Session, *, caller: Caller, query: SuppressionQuery, now: datetime
+) -> SuppressionPage:
+    return listing.list_page(session, tenant=caller.tenant, query=query, now=now)

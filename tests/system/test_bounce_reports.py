@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from app import db, processes
 from app.events.models import Event
-from app.messages.models import Recipient
 from app.suppressions.models import Suppression
 from harness.ports import LOOPBACK, free_port
 from harness.relay import ScriptedRelay
@@ -58,11 +57,6 @@ def suppressions() -> list[Suppression]:
         return list(session.scalars(select(Suppression)))
 
 
-def recipient_row(message_id: str) -> Recipient:
-    with db.session_scope() as session:
-        return session.scalars(select(Recipient).where(Recipient.message_pk == message_id)).one()
-
-
 @SQLITE_ONLY
 def test_a_message_goes_out_with_a_verp_mail_from(bounces: Bounces, relay: ScriptedRelay) -> None:
     _, mail_from = sent_with_verp(relay)
@@ -97,7 +91,7 @@ def test_a_postfix_dsn_bounces_the_recipient_and_suppresses_it(
     assert recipient.smtp_reply == (
         f"<{BILLY}>: Recipient address rejected: User unknown in virtual mailbox table"
     )
-    assert recipient_row(message_id).bounce_class == "bad_mailbox"
+    assert recipient.bounce_class == "bad_mailbox"
     (entry,) = suppressions()
     assert (entry.email, entry.reason) == (BILLY, "hard_bounce")
     assert entry.source is not None
@@ -108,6 +102,7 @@ def test_a_postfix_dsn_bounces_the_recipient_and_suppresses_it(
     assert "suppression.created" in types
     bounced = next(e for e in events_of(message_id) if e.type == "recipient.bounced")
     assert bounced.data["recipient"]["status"] == "bounced"
+    assert bounced.data["recipient"]["bounce_class"] == "bad_mailbox"
     assert bounced.data["report"]["status"] == "5.1.1"
     assert bounces.reports("delivery_status", "true") == 1
 
