@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import sys
 from enum import StrEnum
@@ -58,6 +59,8 @@ class LogFormat(StrEnum):
     text = "text"
     json = "json"
 
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 
 _BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket"})
 
@@ -142,6 +145,9 @@ class Settings(BaseSettings):
     bounce_rules_file: Path | None = None
     bounce_domain: str | None = None
     suppression_hard_bounce_days: int | None = Field(default=None, ge=1)
+    # `pochta bounces` serves its Prometheus metrics here (0: not at all).
+    bounces_metrics_host: str = "127.0.0.1"
+    bounces_metrics_port: int = Field(default=9102, ge=0, le=65535)
 
     # Relays (SPEC §10); without a file, the one relay of POCHTA_SMTP_* is `default`.
     relays_file: Path | None = None
@@ -159,6 +165,20 @@ class Settings(BaseSettings):
         if "://" not in value or not (scheme in _BROKER_SCHEMES or scheme.startswith("sqla+")):
             raise ValueError("must be redis://host:port/db (or rediss://) or sqla+sqlite:///path")
         return value
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, value: str | None) -> str | None:
+        # It goes into every MAIL FROM: a plain host name, as its A-label, lower case.
+        if value is None or not value.strip():
+            return None
+        try:
+            domain = value.strip().rstrip(".").encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise ValueError("must be a domain name, e.g. bounces.example.org") from None
+        if not _HOSTNAME.fullmatch(domain):
+            raise ValueError("must be a domain name, e.g. bounces.example.org")
+        return domain
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

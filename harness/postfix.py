@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +56,8 @@ anvil      unix  -       -       n       -       1       anvil
 scache     unix  -       -       n       -       1       scache
 postlog    unix-dgram n  -       n       -       1       postlogd
 """
+# Only with local_domains: local(8), which bounces mail for a user the system lacks.
+_LOCAL_CF = "local      unix  -       n       n       -       -       local\n"
 
 
 def smtp_sink_path() -> str:
@@ -259,6 +261,8 @@ class PostfixRelay:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         smtputf8: bool = True,
+        local_domains: Sequence[str] = (),
+        transports: Mapping[str, str] | None = None,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
@@ -270,6 +274,10 @@ class PostfixRelay:
         self.tls_cert = tls_cert.resolve() if tls_cert is not None else None
         self.tls_key = tls_key.resolve() if tls_key is not None else None
         self.smtputf8 = smtputf8
+        # Domains delivered here by local(8): mail to an unknown user is taken, then bounced.
+        self.local_domains = tuple(local_domains)
+        # transport_maps entries, e.g. {"bounces.test": "smtp:[127.0.0.1]:2526"}.
+        self.transports = dict(transports or {})
         self.host = LOOPBACK
         self.port = free_port()
         self.config_dir = self.workdir / "config"
@@ -339,6 +347,11 @@ class PostfixRelay:
             params["smtpd_recipient_restrictions"] = (
                 f"check_recipient_access texthash:{self.config_dir / 'recipient_access'}"
             )
+        if self.local_domains:
+            params["mydestination"] = ", ".join(self.local_domains)
+            params["local_transport"] = "local"
+        if self.transports:
+            params["transport_maps"] = f"texthash:{self.config_dir / 'transport'}"
         if self.message_size_limit is not None:
             params["message_size_limit"] = str(self.message_size_limit)
         if self.recipient_limit is not None:
@@ -364,7 +377,12 @@ class PostfixRelay:
         main_cf = "".join(f"{name} = {value}\n" for name, value in self.main_cf().items())
         (self.config_dir / "main.cf").write_text(main_cf)
         master_cf = _MASTER_CF.format(listen=f"{self.host}:{self.port}")
+        if self.local_domains:
+            master_cf += _LOCAL_CF
         (self.config_dir / "master.cf").write_text(master_cf)
+        if self.transports:
+            table = "".join(f"{domain} {where}\n" for domain, where in self.transports.items())
+            (self.config_dir / "transport").write_text(table)
         if self.recipient_access:
             # Lookup keys are folded to lower case, so the table's keys must be too.
             table = "".join(

@@ -17,18 +17,26 @@ from app.cli.dev_key import dev_key, key_file
 from app.cli.migrate import cmd_migrate
 from app.cli.serve import stop_on_signals
 from app.config import Settings
+from app.secret_key import secret_key
 
 LOOPBACK = "127.0.0.1"
+DEV_BOUNCE_DOMAIN = "bounces.localhost"
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
-    """Migrate, find or make the dev key, and run sink, API, worker and scheduler until Ctrl-C."""
+    """Migrate, find or make the dev key, and run sink, bounces, API, worker and scheduler
+    until Ctrl-C."""
     # Before anything is started or written: a second `pochta dev` would otherwise find
     # the first one's API ready, print a key of its own, and then die on the sink's port.
     refuse_taken_ports(
-        [("the API", "--port", args.port), ("the sink", "--sink-port", args.sink_port)]
+        [
+            ("the API", "--port", args.port),
+            ("the sink", "--sink-port", args.sink_port),
+            ("pochta bounces", "--bounces-port", args.bounces_port),
+        ]
     )
     cmd_migrate(args, settings)
+    secret_key(settings)  # var/secret.key, before the children race to make it
     kept_in = key_file(settings)
     secret, reused = dev_key(kept_in)
     env = dict(os.environ)
@@ -36,9 +44,12 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     env.update(POCHTA_SMTP_SECURITY="none")
     env.pop("POCHTA_SMTP_USERNAME", None)
     env.pop("POCHTA_SMTP_PASSWORD", None)
+    # Every message goes out with a VERP MAIL FROM that `pochta bounces` below reads.
+    env["POCHTA_BOUNCE_DOMAIN"] = settings.bounce_domain or DEV_BOUNCE_DOMAIN
     me = [sys.executable, "-m", "app.cli"]
     commands = {
         "sink": [*me, "sink", "--port", str(args.sink_port)],
+        "bounces": [*me, "bounces", "--port", str(args.bounces_port)],
         "api": [*me, "api", "--port", str(args.port)],
         "worker": [*me, "worker", "--concurrency", "1"],
         "scheduler": [*me, "scheduler"],
@@ -51,7 +62,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
         for name, argv in commands.items():
             children[name] = processes.spawn(argv, env=env)
         if _wait_until_up(f"http://{LOOPBACK}:{args.port}/healthz", children, stop):
-            _print_welcome(secret, reused, kept_in, args.port, args.sink_port)
+            _print_welcome(secret, reused, kept_in, args)
         while not stop.is_set() and all(c.poll() is None for c in children.values()):
             stop.wait(0.5)
     finally:
@@ -93,7 +104,8 @@ def _wait_until_up(
     return False
 
 
-def _print_welcome(secret: str, reused: bool, kept_in: Path, port: int, sink_port: int) -> None:
+def _print_welcome(secret: str, reused: bool, kept_in: Path, args: argparse.Namespace) -> None:
+    port, sink_port = args.port, args.sink_port
     body = (
         '{"from": "Вася Пупкин <vasiapupkin@ya.ru>", "to": ["billy@example.org"], '
         '"subject": "Hello Billy", "text": "Sent through Pochta"}'
@@ -101,7 +113,7 @@ def _print_welcome(secret: str, reused: bool, kept_in: Path, port: int, sink_por
     whence = "the one kept in" if reused else "new, kept for the next `pochta dev` in"
     print(
         f"\nPochta is running: API http://{LOOPBACK}:{port}, sink {LOOPBACK}:{sink_port} "
-        "(messages land in var/sink/)\n"
+        f"(messages land in var/sink/), bounce reports {LOOPBACK}:{args.bounces_port}\n"
         f"API key ({whence} {kept_in}): {secret}\n"
         "For `pochta send` and the README's curl lines:\n"
         f"  export POCHTA_API_KEY={secret}\n"

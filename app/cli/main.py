@@ -1,4 +1,4 @@
-"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, send, dev."""
+"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, bounces, send, dev."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from app.cli.database import DatabaseNeed, check_database
 from app.cli.dev import cmd_dev
 from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from app.cli.migrate import cmd_migrate
-from app.cli.serve import cmd_api, cmd_scheduler, cmd_send, cmd_sink, cmd_worker
+from app.cli.serve import (
+    cmd_api,
+    cmd_bounces,
+    cmd_scheduler,
+    cmd_send,
+    cmd_sink,
+    cmd_worker,
+)
 from app.config import Settings, load_settings_or_exit
 from app.logs import configure_logging
+from app.secret_key import secret_key
 from app.send import add_arguments as add_send_arguments
 
 Command = Callable[[argparse.Namespace, Settings], None]
@@ -47,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=2525)
     sink.add_argument("--dir", default="var/sink")
+    bounces = add(
+        "bounces",
+        cmd_bounces,
+        serves,
+        "an SMTP server for POCHTA_BOUNCE_DOMAIN that reads bounce and complaint reports",
+    )
+    bounces.add_argument("--host", default="127.0.0.1")
+    bounces.add_argument("--port", type=int, default=2526)
     send = add(
         "send",
         cmd_send,
@@ -58,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         cmd_dev,
         DatabaseNeed.CREATES,
-        "run sink, API, worker and scheduler on the embedded defaults",
+        "run sink, bounces, API, worker and scheduler on the embedded defaults",
     )
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--sink-port", type=int, default=2525)
+    dev.add_argument("--bounces-port", type=int, default=2526)
 
     keys = sub.add_parser("keys", help="manage API keys", description="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -83,5 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_rules_file(settings)
     configure_logging(settings)
     check_database(settings, args.database)
+    if args.database is DatabaseNeed.MIGRATED_IF_LOCAL:
+        # The embedded mode's var/secret.key is made (0600) when a service first starts
+        # (`pochta dev` makes it itself), not at the first message that needs it.
+        secret_key(settings)
     handler: Command = args.handler
     handler(args, settings)

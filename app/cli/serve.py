@@ -79,3 +79,15 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> None:
     from app.sink import run_sink
 
     run_sink(args.host, args.port, Path(args.dir), stop_on_signals())
+
+
+def cmd_bounces(args: argparse.Namespace, settings: Settings) -> None:
+    from app.bounces.metrics import serve
+    from app.bounces.server import run_server
+
+    if settings.bounce_domain is None:
+        raise SystemExit(
+            "pochta: POCHTA_BOUNCE_DOMAIN is not set: `pochta bounces` takes mail only for it"
+        )
+    serve(settings)
+    run_server(settings, settings.bounce_domain, args.host, args.port, stop_on_signals())

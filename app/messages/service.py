@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.bounces import verp
 from app.config import Settings
 from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
 from app.events.messages import canceled_event
@@ -86,7 +87,9 @@ def prepare_message(
         tenant=caller.tenant,
         status=MessageStatus.scheduled if scheduled else MessageStatus.queued,
         from_header=submit.from_,
-        envelope_from=envelope.email,
+        envelope_from=envelope.email
+        if submit.envelope_from or settings.bounce_domain is None
+        else verp.make_address(settings, message_pk, settings.bounce_domain),
         to_addrs=submit.to,
         cc_addrs=submit.cc,
         bcc_addrs=submit.bcc,

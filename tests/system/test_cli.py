@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import re
 import signal
+import smtplib
 import subprocess
 import sys
 import time
+from email import message_from_bytes
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.ports import free_port
+from harness.ports import free_port, wait_for_port
 from tests.conftest import Env
+from tests.support.reports import postfix_dsn
 
 POCHTA = [sys.executable, "-m", "app.cli"]
 
@@ -85,7 +88,17 @@ def test_a_password_in_clear_to_a_remote_relay_is_refused(sqlite_env: Env) -> No
 
 
 def test_help_for_every_command(sqlite_env: Env) -> None:
-    for command in ("api", "worker", "scheduler", "migrate", "sink", "dev", "keys", "send"):
+    for command in (
+        "api",
+        "worker",
+        "scheduler",
+        "migrate",
+        "sink",
+        "bounces",
+        "dev",
+        "keys",
+        "send",
+    ):
         result = pochta(sqlite_env, command, "--help")
         assert result.returncode == 0
         assert "usage: pochta" in result.stdout
@@ -96,9 +109,10 @@ def test_pochta_dev_runs_everything_and_its_curl_line_sends_to_the_sink(
 ) -> None:
     env = {k: v for k, v in sqlite_env.for_subprocess().items() if not k.startswith("POCHTA_")}
     env["POCHTA_SCHEDULER_INTERVAL_SECONDS"] = "0.2"
-    port, sink_port = free_port(), free_port()
+    port, sink_port, bounces_port = free_port(), free_port(), free_port()
+    ports = ["--port", str(port), "--sink-port", str(sink_port)]
     dev = subprocess.Popen(
-        [*POCHTA, "dev", "--port", str(port), "--sink-port", str(sink_port)],
+        [*POCHTA, "dev", *ports, "--bounces-port", str(bounces_port)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -131,7 +145,25 @@ def test_pochta_dev_runs_everything_and_its_curl_line_sends_to_the_sink(
             time.sleep(0.2)
         assert status == "sent"
         (eml,) = list((tmp_path / "var" / "sink").glob("*.eml"))
-        assert b"Subject: Hello Billy" in eml.read_bytes()
+        saved = message_from_bytes(eml.read_bytes())
+        assert saved["Subject"] == "Hello Billy"
+
+        # It went out with a VERP Return-Path that dev's `pochta bounces` reads reports for.
+        verp = saved["Return-Path"].strip("<>")
+        assert verp.startswith("bounce+")
+        assert verp.endswith("@bounces.localhost")
+        report = postfix_dsn(to=verp, recipient="billy@example.org", message_id=saved["Message-ID"])
+        wait_for_port("127.0.0.1", bounces_port, timeout=30)
+        with smtplib.SMTP("127.0.0.1", bounces_port, timeout=30) as bounces:
+            bounces.sendmail("<>", [verp], report)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and status != "bounced":
+            status = httpx.get(
+                f"http://127.0.0.1:{port}/v1/messages/{message_id.group(1)}",
+                headers={"Authorization": f"Bearer {key.group(1)}"},
+            ).json()["recipients"][0]["status"]
+            time.sleep(0.2)
+        assert status == "bounced"
     finally:
         os.killpg(dev.pid, signal.SIGINT)
         dev.wait(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import smtplib
 import socket
 import stat
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.ports import LOOPBACK, free_port
+from harness.ports import LOOPBACK, free_port, wait_for_port
 from tests.conftest import Env
 
 POCHTA = [sys.executable, "-m", "app.cli"]
@@ -37,10 +38,11 @@ class Dev:
         self.env["POCHTA_SCHEDULER_INTERVAL_SECONDS"] = "0.2"
         self.env[MARK] = uuid.uuid4().hex
         self.cwd = cwd
-        self.port, self.sink_port = free_port(), free_port()
+        self.port, self.sink_port, self.bounces_port = free_port(), free_port(), free_port()
 
     def argv(self) -> list[str]:
-        return [*POCHTA, "dev", "--port", str(self.port), "--sink-port", str(self.sink_port)]
+        ports = ["--port", str(self.port), "--sink-port", str(self.sink_port)]
+        return [*POCHTA, "dev", *ports, "--bounces-port", str(self.bounces_port)]
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -115,7 +117,7 @@ def printed_key(output: str) -> str:
     return key.group(1)
 
 
-@pytest.mark.parametrize("taken", ["port", "sink_port"])
+@pytest.mark.parametrize("taken", ["port", "sink_port", "bounces_port"])
 def test_a_taken_port_is_one_line_and_nothing_is_started_or_written(dev: Dev, taken: str) -> None:
     with socket.socket() as holder:
         holder.bind((LOOPBACK, getattr(dev, taken)))
@@ -144,6 +146,12 @@ def test_a_second_dev_is_refused_and_a_restarted_one_prints_the_same_key(dev: De
         listed = dev.run("keys", "list").stdout.splitlines()
         assert len(listed) == 1, "the second dev made no key"
         assert first.poll() is None, "the first dev runs on"
+        # `pochta bounces` runs too, for the dev bounce domain.
+        wait_for_port(LOOPBACK, dev.bounces_port, timeout=30)
+        with smtplib.SMTP(LOOPBACK, dev.bounces_port, timeout=30) as bounces:
+            bounces.ehlo("mx.example.net")
+            bounces.mail("<>")
+            assert bounces.rcpt("bounce+x@bounces.localhost")[0] == 250
     finally:
         dev.interrupt(first)
     assert first.returncode == 0
