@@ -119,7 +119,7 @@ class DatabaseRelayStore:
                 .where(RelaySessionRow.relay.in_(names), RelaySessionRow.expires_at > now)
                 .group_by(RelaySessionRow.relay)
             )
-            counts = dict(rows)
+            counts = {relay: int(count) for relay, count in rows}
         return {name: counts.get(name, 0) for name in names}
 
     def take_send_slot(self, name: str, rate: Rate, per_second: float) -> float:
