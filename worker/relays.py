@@ -188,7 +188,7 @@ class RelayRouter:
 
     def _no_session(self, relay: Relay, result: AttemptResult, message: Message) -> None:
         reply = result.reply
-        if reply is not None and is_rate_limited(reply):
+        if reply is not None and is_rate_limited(reply, result.stage):
             self._pause(relay, reply, message)
             return
         until = utcnow() + timedelta(seconds=self.settings.relay_down_seconds)
