@@ -63,6 +63,7 @@ class RelayRouter:
         self._sessions: dict[str, datetime] = {}  # relay -> our session slot's expiry
         self._states: dict[str, RelayState] = {}
         self._read_at = float("-inf")
+        self._busy_until: dict[str, float] = {}  # relay -> monotonic time a slot may be had
 
     # the shared state, cached
 
@@ -133,23 +134,32 @@ class RelayRouter:
         """Session and send slots of a relay with limits; when to try again if not had."""
         if not relay.limited:
             return None
-        deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        now = time.monotonic()
+        busy = self._busy_until.get(relay.name, now)
+        if busy > now:
+            # Just waited in vain: the task's other messages do not wait again.
+            return utcnow() + timedelta(seconds=busy - now)
+        deadline = now + SLOT_WAIT_SECONDS
         if relay.max_connections is not None and not self._session_held(relay):
             while not self._take_session(relay):
                 if time.monotonic() + 0.05 > deadline:
-                    return utcnow() + timedelta(seconds=1)
+                    return self._busy(relay, 1.0)
                 time.sleep(0.05)
         if relay.rate is not None:
             while True:
                 per_second = state.rate(relay, utcnow())
                 assert per_second is not None
-                wait = self.store.take_send_slot(relay.name, relay.rate, per_second)
+                wait = self.store.take_send_slot(relay.name, per_second)
                 if wait == 0.0:
                     break
                 if time.monotonic() + wait > deadline:
-                    return utcnow() + timedelta(seconds=wait)
+                    return self._busy(relay, wait)
                 time.sleep(wait)
         return None
+
+    def _busy(self, relay: Relay, seconds: float) -> datetime:
+        self._busy_until[relay.name] = time.monotonic() + seconds
+        return utcnow() + timedelta(seconds=seconds)
 
     def _session_held(self, relay: Relay) -> bool:
         until = self._sessions.get(relay.name)

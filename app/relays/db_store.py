@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app import db
 from app.clock import utcnow
 from app.relays import shaping
-from app.relays.config import Rate, Relay
+from app.relays.config import Relay
 from app.relays.models import RelaySessionRow, RelayStateRow
 from app.relays.state import UP, RelayState
 
@@ -122,7 +122,7 @@ class DatabaseRelayStore:
             counts = {relay: int(count) for relay, count in rows}
         return {name: counts.get(name, 0) for name in names}
 
-    def take_send_slot(self, name: str, rate: Rate, per_second: float) -> float:
+    def take_send_slot(self, name: str, per_second: float) -> float:
         def operation(session: Session) -> float:
             row = _locked(session, name)
             now = time.time()

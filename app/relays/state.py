@@ -14,7 +14,7 @@ from typing import Protocol
 
 from app.config import Settings
 from app.relays import shaping
-from app.relays.config import Rate, Relay
+from app.relays.config import Relay
 
 
 class RelayCondition(StrEnum):
@@ -85,9 +85,9 @@ class RelayStore(Protocol):
         """Open (unexpired) sessions per relay."""
         ...
 
-    def take_send_slot(self, name: str, rate: Rate, per_second: float) -> float:
-        """Take one message's slot at `per_second`: 0.0, or the seconds to wait before asking
-        again. `rate` is the configured one: its unit is the window."""
+    def take_send_slot(self, name: str, per_second: float) -> float:
+        """Take one message's slot at `per_second` (GCRA: spaced 1/rate apart): 0.0, or
+        the seconds to wait before asking again."""
         ...
 
 

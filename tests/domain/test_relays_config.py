@@ -10,7 +10,6 @@ import pytest
 from app.config import Settings
 from app.relays import shaping
 from app.relays.config import Rate, RelaysFileError, load_relays, parse_relays
-from app.relays.redis_store import limit_item
 
 GOOD = """
 [relays.primary]
@@ -135,14 +134,3 @@ def test_each_clean_minute_adds_ten_percent_up_to_the_configured_rate() -> None:
     assert rate(50, 25, then, then + timedelta(minutes=3)) == pytest.approx(25 * 1.1**3)
     assert rate(50, 25, then, then + timedelta(minutes=8)) == 50
     assert rate(50, 25, then, then + timedelta(days=30)) == 50
-
-
-def test_a_shaped_rate_becomes_a_whole_number_per_its_unit_for_the_limiter() -> None:
-    assert (
-        limit_item(Rate(50, 1), 25).amount,
-        limit_item(Rate(50, 1), 25).GRANULARITY.seconds,
-    ) == (25, 1)
-    item = limit_item(Rate(20, 1), 0.5)
-    assert (item.amount, item.GRANULARITY.seconds) == (30, 60)
-    item = limit_item(Rate(30, 60), 0.25)
-    assert (item.amount, item.GRANULARITY.seconds) == (15, 60)

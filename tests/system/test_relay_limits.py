@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -162,7 +162,7 @@ def test_a_relay_that_throttles_is_obeyed_and_every_message_is_sent(
             )
         ).all()
     assert statuses == {"sent"}
-    by_message: dict[str, dict[int, tuple[int | None, object, object]]] = {}
+    by_message: dict[str, dict[int, tuple[int | None, datetime, datetime]]] = {}
     for message_pk, number, code, finished, begun in attempts:
         by_message.setdefault(message_pk, {})[number] = (code, finished, begun)
     throttled = [(m, n) for m, tries in by_message.items() for n, t in tries.items() if t[0] == 454]
