@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app import db
 from app.clock import utcnow
@@ -185,3 +186,33 @@ def test_a_greeting_of_too_many_connections_pauses_and_fails_over(
     assert state.condition(utcnow()) is RelayCondition.paused
     assert state.reason is not None
     assert "Too many connections" in state.reason
+
+
+def test_the_worker_shows_each_relays_state_rate_and_sessions_as_metrics(
+    env: Env,
+    tmp_path: Path,
+    two_relays: tuple[ScriptedRelay, ScriptedRelay],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    primary, _ = two_relays
+    write_relays(
+        env,
+        tmp_path,
+        relay_table("primary", primary.port, 'rate = "40/s"')
+        + relay_table("dead", free_port())
+        + '[[routes]]\nrelays = ["dead", "primary"]\n',
+    )
+    deliver_messages([submit()])
+    primary.wait_for(1)
+    # The gauges show the shared state as read: read it again for the next message.
+    monkeypatch.setattr("worker.relays.STATE_TTL_SECONDS", 0.0)
+    deliver_messages([submit()])
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    assert sample("pochta_relay_state", relay="dead", state="down") == 1
+    assert sample("pochta_relay_state", relay="dead", state="up") == 0
+    assert sample("pochta_relay_state", relay="primary", state="up") == 1
+    assert sample("pochta_relay_rate", relay="primary") == 40
+    assert sample("pochta_relay_sessions", relay="primary") == 1
