@@ -99,8 +99,6 @@ class RelayRouter:
     def _remember(self, relay: Relay, state: RelayState) -> None:
         self._states = {**self._states, relay.name: state}
 
-    # one message
-
     def deliver(self, message: Message, clock: Clock) -> AttemptResult | Postponed:
         """One attempt over the route's first relay that gives a session, or Postponed."""
         route = self.relays.route_for(
@@ -245,7 +243,8 @@ class RelayRouter:
 
     def _shape(self, relay: Relay, result: AttemptResult, message: Message) -> None:
         replies = [result.reply] + [r.reply for r in result.recipients.values()]
-        slow_down = next((r for r in replies if r is not None and is_rate_limited(r)), None)
+        # Only refusals are classed: a 250 costs no rule matching.
+        slow_down = next((r for r in replies if r and r.code >= 400 and is_rate_limited(r)), None)
         if slow_down is not None:
             result.retry_at = self._pause(relay, slow_down, message)
 
