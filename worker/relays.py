@@ -257,7 +257,8 @@ class RelayRouter:
             log.warning("relay %s: pause not shared (%s)", relay.name, error)
             state = RelayState(paused_until=until, reason=str(reply))
         if state is None:
-            # Another message (here or in another worker) paused it already.
+            # Another worker paused it already: read its pause before the next message.
+            self._read_at = float("-inf")
             current = self._states.get(relay.name, UP).paused_until
             return current if current is not None and current > now else until
         rate = state.rate(relay, now)
