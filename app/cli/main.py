@@ -1,4 +1,5 @@
-"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, bounces, send, dev."""
+"""The `pochta` command: api, worker, scheduler, migrate, keys, relays, sink, bounces,
+send, dev."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from app.cli.database import DatabaseNeed, check_database
 from app.cli.dev import cmd_dev
 from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from app.cli.migrate import cmd_migrate
+from app.cli.relays import cmd_relays
 from app.cli.serve import (
     cmd_api,
     cmd_bounces,
@@ -20,6 +22,7 @@ from app.cli.serve import (
 )
 from app.config import Settings, load_settings_or_exit
 from app.logs import configure_logging
+from app.relays.config import load_relays_or_exit
 from app.secret_key import secret_key
 from app.send import add_arguments as add_send_arguments
 
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = add("worker", cmd_worker, serves, "deliver queued messages through the relay")
     worker.add_argument("--concurrency", type=int, default=None, help="processes (default: CPUs)")
     add("scheduler", cmd_scheduler, serves, "queue due, scheduled and stuck messages")
+    add("relays", cmd_relays, DatabaseNeed.MIGRATED, "each relay's state, rate and open sessions")
     add("migrate", cmd_migrate, DatabaseNeed.CREATES, "bring the database schema up to date")
     sink = add(
         "sink",
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = load_settings_or_exit()
     check_rules_file(settings)
+    # A bad relays file stops every command, as a bad setting does (SPEC §10).
+    load_relays_or_exit(settings)
     configure_logging(settings)
     check_database(settings, args.database)
     if args.database is DatabaseNeed.MIGRATED_IF_LOCAL:
