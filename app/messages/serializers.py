@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.messages.batch import ItemOutcome
 from app.messages.models import Message
 from app.messages.new_message import NewMessage
-from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
+from app.messages.schemas import (
+    AttemptOut,
+    BatchItemResult,
+    MessageOut,
+    RecipientOut,
+    TranscriptLineOut,
+)
 
 
 def message_out(message: Message | NewMessage) -> MessageOut:
@@ -50,10 +58,17 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 enhanced_code=a.enhanced_code,
                 smtp_reply=a.smtp_reply,
                 error=a.error,
+                transcript=_transcript_out(a.transcript),
             )
             for a in message.attempts
         ],
     )
+
+
+def _transcript_out(stored: list[dict[str, Any]] | None) -> list[TranscriptLineOut] | None:
+    if stored is None:
+        return None
+    return [TranscriptLineOut.model_validate(line) for line in stored]
 
 
 def batch_item_out(outcome: ItemOutcome) -> BatchItemResult:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from app.messages.models import Message
-from app.messages.relay_results import AttemptResult
+from app.messages.relay_results import AttemptResult, TranscriptLine
 from app.messages.states import (
     OPEN_RECIPIENT,
     AttemptOutcome,
@@ -53,6 +53,7 @@ class AttemptRecord:
     enhanced_code: str | None
     smtp_reply: str | None
     error: str | None
+    transcript: tuple[TranscriptLine, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
         enhanced_code=last.enhanced if last else result.enhanced,
         smtp_reply=last.text if last else None,
         error=result.error,
+        transcript=result.transcript,
     )
     message_status = message_status_for(statuses.values())
     return Settlement(

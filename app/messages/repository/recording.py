@@ -121,4 +121,9 @@ def _attempt_row(message_id: str, attempt: AttemptRecord) -> dict[str, object]:
         "enhanced_code": attempt.enhanced_code,
         "smtp_reply": attempt.smtp_reply,
         "error": attempt.error,
+        "transcript": [
+            {"at_ms": line.at_ms, "dir": line.dir, "line": line.line} for line in attempt.transcript
+        ]
+        if attempt.transcript is not None
+        else None,
     }
