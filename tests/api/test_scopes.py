@@ -61,7 +61,9 @@ def v1_routes(app: FastAPI) -> list[tuple[str, AuthenticatedRoute]]:
 
 
 def operations(app: FastAPI) -> list[tuple[str, str]]:
-    return sorted((method, path) for path, route in v1_routes(app) for method in route.methods)
+    return sorted(
+        (method, path) for path, route in v1_routes(app) for method in route.methods or ()
+    )
 
 
 def concrete(path: str) -> str:
@@ -83,7 +85,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def call(client: TestClient, method: str, path: str, key: str) -> Any:
-    body = {} if method in ("POST", "PUT", "PATCH") else None
+    body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
     return client.request(
         method, concrete(path), json=body, headers={"Authorization": f"Bearer {key}"}
     )
@@ -93,7 +95,7 @@ def test_every_v1_route_declares_the_scope_the_rule_gives_it(app: FastAPI) -> No
     undeclared = [path for path, route in v1_routes(app) if route.declared_scope is None]
     assert undeclared == [], "declare one of Needs.read, Needs.send, Needs.full"
     for path, route in v1_routes(app):
-        for method in route.methods:
+        for method in route.methods or ():
             assert route.needs is needed(method, path), (method, path)
     assert ("POST", "/v1/messages") in operations(app)
 
