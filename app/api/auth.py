@@ -118,8 +118,9 @@ class AuthenticatedRoute(APIRoute):
         self.declared_scope = declared_scope(list(kwargs.get("dependencies") or []))
         # Undeclared means full keys only: a route nobody thought about is not opened up.
         self.needs = self.declared_scope or KeyScope.full
-        kwargs["responses"] = {**problems(403), **(kwargs.get("responses") or {})}
-        kwargs["responses"] = dict(sorted(kwargs["responses"].items(), key=lambda r: str(r[0])))
+        responses = dict(kwargs.get("responses") or {})
+        responses.setdefault(403, problems(403)[403])
+        kwargs["responses"] = responses
         kwargs["openapi_extra"] = {
             **(kwargs.get("openapi_extra") or {}),
             "x-pochta-scope": self.needs.value,

@@ -13,7 +13,12 @@ from app.messages.relay_results import Reply
 from app.messages.states import Stage
 from worker.smtp.capabilities import Capabilities
 from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection
-from worker.smtp.transcript import RecordingSMTP, RecordingSMTP_SSL, Transcript
+from worker.smtp.transcript import (
+    RecordingClient,
+    RecordingSMTP,
+    RecordingSMTP_SSL,
+    Transcript,
+)
 
 log = logging.getLogger("pochta.smtp")
 
@@ -57,7 +62,7 @@ class RelayConnection:
         self.proven_alive = False
         self.last_used = time.monotonic()
         self._context = context
-        self._client: RecordingSMTP | RecordingSMTP_SSL | None = None
+        self._client: RecordingClient | None = None
         self._stage = Stage.connect
         # Where the dialogue goes: the attempt using the connection now (record_into).
         self._transcript = transcript
@@ -80,7 +85,7 @@ class RelayConnection:
             # Host and port go to the constructor: smtplib keeps them as the TLS server
             # name, and raises SMTPConnectError for a greeting other than 220.
             if settings.smtp_security is SmtpSecurity.tls:
-                client: RecordingSMTP | RecordingSMTP_SSL = RecordingSMTP_SSL(
+                client: RecordingClient = RecordingSMTP_SSL(
                     settings.smtp_host,
                     settings.smtp_port,
                     local_hostname=settings.smtp_helo_name,
@@ -223,7 +228,7 @@ class RelayConnection:
             # RFC 5321 §3.8: the relay is closing; this connection must not be reused.
             self.close()
 
-    def _require(self, stage: Stage) -> RecordingSMTP | RecordingSMTP_SSL:
+    def _require(self, stage: Stage) -> RecordingClient:
         if self._client is None:
             raise RelayError(stage, error="connection is closed")
         return self._client

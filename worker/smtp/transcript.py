@@ -55,23 +55,24 @@ class Transcript:
         return tuple(lines)
 
 
-class _Recording(smtplib.SMTP):
+class RecordingClient(smtplib.SMTP):
     """smtplib.SMTP that notes its commands and replies in `transcript`, if one is set."""
 
     transcript: Transcript | None = None
     _in_auth = False
 
     def putcmd(self, cmd: str, args: str = "") -> None:
-        transcript = self.transcript
-        if transcript is not None:
-            if self._in_auth:
-                transcript.sent(HIDDEN)
-            elif cmd.upper() == "AUTH":
-                self._in_auth = True
-                mechanism = args.split(" ", 1)[0]
-                transcript.sent(f"AUTH {mechanism} {HIDDEN}")
-            else:
-                transcript.sent(f"{cmd.upper()} {args}" if args else cmd.upper())
+        # Tracked whether or not a transcript is attached: one attached mid-exchange must
+        # still hide the rest of it.
+        if self._in_auth:
+            line = HIDDEN
+        elif cmd.upper() == "AUTH":
+            self._in_auth = True
+            line = f"AUTH {args.split(' ', 1)[0]} {HIDDEN}"
+        else:
+            line = f"{cmd.upper()} {args}" if args else cmd.upper()
+        if self.transcript is not None:
+            self.transcript.sent(line)
         super().putcmd(cmd, args)
 
     def getreply(self) -> tuple[int, bytes]:
@@ -88,7 +89,7 @@ class _Recording(smtplib.SMTP):
             self.transcript.sent(f"[{size} bytes]")
 
 
-class RecordingSMTP(_Recording):
+class RecordingSMTP(RecordingClient):
     """A plain (or STARTTLS) session that records into the transcript it is given."""
 
     def __init__(self, *args: Any, transcript: Transcript | None, **kwargs: Any) -> None:
@@ -97,7 +98,7 @@ class RecordingSMTP(_Recording):
         super().__init__(*args, **kwargs)
 
 
-class RecordingSMTP_SSL(_Recording, smtplib.SMTP_SSL):
+class RecordingSMTP_SSL(RecordingClient, smtplib.SMTP_SSL):
     """An implicit-TLS session that records into the transcript it is given."""
 
     def __init__(self, *args: Any, transcript: Transcript | None, **kwargs: Any) -> None:
