@@ -48,7 +48,8 @@ def bearer_secret(request: Request) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Needs:
-    """A route's declared scope: a dependency that does nothing; AuthenticatedRoute reads it."""
+    """A route's declared scope: a marker among its dependencies, read (and taken out) by
+    AuthenticatedRoute; never called."""
 
     scope: KeyScope
 
@@ -114,8 +115,11 @@ class AuthenticatedRoute(APIRoute):
     when the key's scope does not cover it."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        # Read before APIRoute.__init__, which builds the handler below.
-        self.declared_scope = declared_scope(list(kwargs.get("dependencies") or []))
+        # Read before APIRoute.__init__, which builds the handler below; the markers are
+        # then left out, so that no request pays for calling them.
+        dependencies = list(kwargs.get("dependencies") or [])
+        self.declared_scope = declared_scope(dependencies)
+        kwargs["dependencies"] = [d for d in dependencies if not isinstance(d.dependency, _Needs)]
         # Undeclared means full keys only: a route nobody thought about is not opened up.
         self.needs = self.declared_scope or KeyScope.full
         responses = dict(kwargs.get("responses") or {})
