@@ -50,6 +50,12 @@ class Unauthorized(PochtaError):
     title = "Unauthorized"
 
 
+class Forbidden(PochtaError):
+    status = 403
+    type = "/problems/forbidden"
+    title = "Forbidden"
+
+
 class NotFound(PochtaError):
     status = 404
     type = "/problems/not-found"

@@ -84,6 +84,8 @@ class RunFigures:
     batch: float | None = None  # emails/s
     drain: DrainFigure | None = None
     drain_singles: DrainFigure | None = None  # a backlog that arrived as single POSTs
+    drain_no_transcripts: DrainFigure | None = None  # POCHTA_TRANSCRIPTS=none
+    drain_all_transcripts: DrainFigure | None = None  # POCHTA_TRANSCRIPTS=all
     end_to_end: float | None = None  # emails/s
     smtplib_prebuilt: float | None = None  # emails/s
     smtplib_build: float | None = None  # emails/s

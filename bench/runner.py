@@ -8,7 +8,7 @@ import signal
 from datetime import UTC, datetime
 from types import FrameType
 
-from bench import machine, phases, profile
+from bench import machine, phases, profile, transcripts
 from bench.figures import SINGLES_DRAIN, LoadFigure, RunFigures
 from bench.options import Options
 from bench.report import rows, table
@@ -60,6 +60,12 @@ def one_run(ctx: phases.Context, label: str) -> RunFigures:
         f"{prefix} drain, single POSTs  {figures.drain_singles.steady:,.0f} emails/s "
         f"({singles:,} queued; {figures.drain_singles.from_start:,.0f} counting the "
         "workers' start)"
+    )
+    none, kept = transcripts.drains(ctx)
+    figures.drain_no_transcripts, figures.drain_all_transcripts = none, kept
+    _say(
+        f"{prefix} drain, transcripts   {kept.steady:,.0f} emails/s keeping all, "
+        f"{none.steady:,.0f} keeping none ({kept.steady / none.steady:.2f} ×)"
     )
     figures.smtplib_prebuilt, figures.smtplib_build = phases.ceiling(ctx)
     _say(

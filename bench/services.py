@@ -110,6 +110,11 @@ class Database:
         rows = self._conn().execute("SELECT status, count(*) FROM messages GROUP BY status")
         return {str(status): int(str(count)) for status, count in rows}
 
+    def kept_transcripts(self) -> int:
+        """How many attempts kept their SMTP transcript."""
+        (count,) = self._row("SELECT count(*) FROM attempts WHERE transcript IS NOT NULL")
+        return int(str(count))
+
     def attempt_span(self) -> tuple[float, float]:
         """When the first attempt started and the last one finished (epoch seconds)."""
         first, last = self._row("SELECT min(started_at), max(finished_at) FROM attempts")

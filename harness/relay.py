@@ -64,6 +64,7 @@ class ScriptedRelay:
         extra_ehlo: Sequence[str] = (),
         rcpt_limit: int | None = None,
         auth: Mapping[str, str] | None = None,
+        auth_mechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
         tls_context: ssl.SSLContext | None = None,
         auth_requires_tls: bool = False,
         implicit_tls: bool = False,
@@ -78,6 +79,8 @@ class ScriptedRelay:
         self.extra_ehlo = tuple(extra_ehlo)
         self.rcpt_limit = rcpt_limit
         self.auth = dict(auth) if auth is not None else None
+        # What EHLO announces: a client picks among these (smtplib prefers PLAIN to LOGIN).
+        self.auth_mechanisms = tuple(auth_mechanisms)
         self.tls_context = tls_context
         self.auth_requires_tls = auth_requires_tls
         self.implicit_tls = implicit_tls
@@ -382,7 +385,7 @@ class _Handler:
         if relay.tls_context is not None and not server.encrypted:
             lines.append("STARTTLS")
         if relay.auth is not None and (server.encrypted or not relay.auth_requires_tls):
-            lines.append("AUTH PLAIN LOGIN")
+            lines.append(" ".join(("AUTH", *relay.auth_mechanisms)))
         lines.extend(relay.extra_ehlo)
         return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 

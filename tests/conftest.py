@@ -15,6 +15,7 @@ import redis
 from app import db, runtime
 from app.cli.migrate import run_migrations
 from app.config import get_settings
+from app.keys.models import KeyScope
 from app.keys.service import create_key
 from app.outbox import broker
 from harness.relay import ScriptedRelay
@@ -140,7 +141,7 @@ def relay(env: Env) -> Iterator[ScriptedRelay]:
         yield server
 
 
-def make_key(tenant: str = "acme") -> str:
+def make_key(tenant: str = "acme", scope: KeyScope = KeyScope.full) -> str:
     with db.session_scope() as session:
-        _, secret = create_key(session, tenant=tenant, name="test")
+        _, secret = create_key(session, tenant=tenant, name="test", scope=scope)
     return secret

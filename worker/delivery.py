@@ -6,12 +6,20 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from app.config import Transcripts
 from app.messages.models import Message
 from app.messages.relay_results import AttemptResult, RecipientResult, Reply
-from app.messages.states import OPEN_RECIPIENT, RecipientStatus, Stage
+from app.messages.states import (
+    OPEN_RECIPIENT,
+    AttemptOutcome,
+    RecipientStatus,
+    Stage,
+    attempt_outcome_for,
+)
 from worker.smtp.connection import RelayConnection
 from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection
 from worker.smtp.pool import RelayPool
+from worker.smtp.transcript import Transcript
 
 Clock = Callable[[], datetime]
 
@@ -33,11 +41,15 @@ def _too_many_recipients(reply: Reply) -> bool:
 class AttemptInProgress:
     """One attempt while its transactions run: who is settled so far, and how."""
 
-    def __init__(self, message: Message, relay: str, clock: Clock) -> None:
+    def __init__(
+        self, message: Message, relay: str, clock: Clock, keep: Transcripts = Transcripts.none
+    ) -> None:
         self.message = message
         self.clock = clock
         self.result = AttemptResult(started_at=clock(), relay=relay)
         self.open = [r.email for r in message.recipients if r.status in OPEN_RECIPIENT]
+        self.transcript = Transcript()
+        self.keep = keep
 
     def settle(self, emails: list[str], outcome: RecipientResult) -> None:
         for email in emails:
@@ -50,7 +62,15 @@ class AttemptInProgress:
         self.result.stage = stage
         self.result.reply = reply
         self.result.finished_at = self.clock()
+        if self._keeps_transcript():
+            self.result.transcript = self.transcript.lines()
         return self.result
+
+    def _keeps_transcript(self) -> bool:
+        if self.keep is Transcripts.failures:
+            outcome = attempt_outcome_for(r.status for r in self.result.recipients.values())
+            return outcome is not AttemptOutcome.sent
+        return self.keep is Transcripts.all
 
     def broke(self, error: RelayError) -> AttemptResult:
         """The session failed: what is still unsettled gets that failure."""
@@ -74,7 +94,11 @@ def deliver(
 ) -> AttemptResult:
     """Try every open recipient of message once, over the pool's connection; the attempt
     names `relay` (default: the pool's host:port)."""
-    attempt = AttemptInProgress(message, relay or pool.settings.relay, clock)
+    attempt = AttemptInProgress(
+        message, relay or pool.settings.relay, clock, pool.settings.transcripts
+    )
+    # Whatever connection the attempt opens or reuses talks into its transcript.
+    pool.record_into(attempt.transcript)
     try:
         try:
             return _attempt_on(_checked_connection(pool, message), attempt)

@@ -7,14 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from app.api.auth import AuthenticatedRoute, CredentialsDep
+from app.api.auth import AuthenticatedRoute, CredentialsDep, Needs
 from app.api.openapi import problems
 from app.api.unit_of_work import WorkDep
 from app.errors import NotFound
 from app.events import service
 from app.events.schemas import EventOut, EventPage, EventQuery, event_out
 
-router = APIRouter(prefix="/v1/events", tags=["events"], route_class=AuthenticatedRoute)
+router = APIRouter(
+    dependencies=[Needs.read], prefix="/v1/events", tags=["events"], route_class=AuthenticatedRoute
+)
 
 # Printable ASCII, as every id Pochta hands out: anything else cannot name an event.
 _EVENT_ID = re.compile(r"[!-~]{1,64}")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.auth import AuthenticatedRoute, CredentialsDep
+from app.api.auth import AuthenticatedRoute, CredentialsDep, Needs
 from app.api.idempotency import IdempotencyDep
 from app.api.metrics import count_accepted
 from app.api.openapi import LOCATION, problems
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/messages", tags=["messages"], route_class=Authent
 @router.post(
     "",
     status_code=202,
-    dependencies=[JsonBody],
+    dependencies=[Needs.send, JsonBody],
     responses={202: {"headers": LOCATION}, **problems(400, 401, 409, 413, 415, 422, 503)},
 )
 async def submit_message(
@@ -69,7 +69,9 @@ async def submit_message(
 
 
 @router.post(
-    "/batch", dependencies=[JsonBody], responses=problems(400, 401, 409, 413, 415, 422, 503)
+    "/batch",
+    dependencies=[Needs.send, JsonBody],
+    responses=problems(400, 401, 409, 413, 415, 422, 503),
 )
 async def submit_batch(
     batch: SubmitBatch,
@@ -101,7 +103,7 @@ async def submit_batch(
     return await work.run(accept)
 
 
-@router.get("", responses=problems(401, 422, 503))
+@router.get("", dependencies=[Needs.read], responses=problems(401, 422, 503))
 async def list_messages(
     query: Annotated[ListQuery, Query()], work: WorkDep, credentials: CredentialsDep
 ) -> MessagePage:
@@ -117,7 +119,7 @@ async def list_messages(
     return await work.run(read)
 
 
-@router.get("/{message_id}", responses=problems(401, 404, 503))
+@router.get("/{message_id}", dependencies=[Needs.read], responses=problems(401, 404, 503))
 async def get_message(
     message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep
 ) -> MessageOut:
@@ -133,6 +135,7 @@ async def get_message(
 
 @router.get(
     "/{message_id}/raw",
+    dependencies=[Needs.read],
     response_class=Response,
     responses={
         200: {
@@ -157,7 +160,9 @@ async def get_raw(message_id: MessageIdDep, work: WorkDep, credentials: Credenti
     return Response(raw, media_type="message/rfc822")
 
 
-@router.post("/{message_id}/cancel", responses=problems(401, 404, 409, 503))
+@router.post(
+    "/{message_id}/cancel", dependencies=[Needs.send], responses=problems(401, 404, 409, 503)
+)
 async def cancel_message(
     message_id: MessageIdDep, work: WorkDep, credentials: CredentialsDep
 ) -> MessageOut:

@@ -47,6 +47,12 @@ _PROBLEMS: dict[int, tuple[str, dict[str, Any]]] = {
         {"type": "/problems/unauthorized", "title": "Unauthorized", "status": 401,
          "detail": "the API key is unknown or revoked"},
     ),
+    403: (
+        "The API key's scope does not cover this route: a `send` key may only submit and "
+        "cancel, a `read` key only read.",
+        {"type": "/problems/forbidden", "title": "Forbidden", "status": 403,
+         "detail": "a read key cannot POST /v1/messages; it needs a send or full key"},
+    ),
     404: (
         "No such message for this API key's tenant.",
         {"type": "/problems/not-found", "title": "Not found", "status": 404,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from app.api.auth import AuthenticatedRoute, CredentialsDep
+from app.api.auth import AuthenticatedRoute, CredentialsDep, Needs
 from app.api.openapi import problems
 from app.api.params import JsonBody
 from app.api.unit_of_work import WorkDep
@@ -20,7 +20,12 @@ from app.suppressions.schemas import (
     SuppressionQuery,
 )
 
-router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], route_class=AuthenticatedRoute)
+router = APIRouter(
+    dependencies=[Needs.full],
+    prefix="/v1/suppressions",
+    tags=["suppressions"],
+    route_class=AuthenticatedRoute,
+)
 
 EmailPath = Annotated[
     str,
@@ -32,7 +37,7 @@ EmailPath = Annotated[
 ]
 
 
-@router.get("", responses=problems(401, 422, 503))
+@router.get("", responses=problems(401, 422, 503), dependencies=[Needs.read])
 async def list_suppressions(
     query: Annotated[SuppressionQuery, Query()], work: WorkDep, credentials: CredentialsDep
 ) -> SuppressionPage:
@@ -44,7 +49,7 @@ async def list_suppressions(
     )
 
 
-@router.get("/{email}", responses=problems(401, 404, 422, 503))
+@router.get("/{email}", responses=problems(401, 404, 422, 503), dependencies=[Needs.read])
 async def get_suppression(
     email: EmailPath, work: WorkDep, credentials: CredentialsDep
 ) -> SuppressionOut:

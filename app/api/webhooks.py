@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from app.api.auth import AuthenticatedRoute, CredentialsDep
+from app.api.auth import AuthenticatedRoute, CredentialsDep, Needs
 from app.api.openapi import problems
 from app.api.params import JsonBody, SettingsDep
 from app.api.unit_of_work import WorkDep
@@ -27,7 +27,12 @@ from app.webhooks.schemas import (
 )
 from app.webhooks.serializers import delivery_out, webhook_out, webhook_with_secret
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=AuthenticatedRoute)
+router = APIRouter(
+    dependencies=[Needs.full],
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    route_class=AuthenticatedRoute,
+)
 
 _WEBHOOK_ID = re.compile(r"[!-~]{1,64}")
 
@@ -79,7 +84,7 @@ async def create_webhook(
     return await work.run(act)
 
 
-@router.get("", responses=problems(401, 503))
+@router.get("", responses=problems(401, 503), dependencies=[Needs.read])
 async def list_webhooks(work: WorkDep, credentials: CredentialsDep) -> WebhookList:
     """The tenant's endpoints, newest first."""
 
@@ -90,7 +95,7 @@ async def list_webhooks(work: WorkDep, credentials: CredentialsDep) -> WebhookLi
     return await work.run(read)
 
 
-@router.get("/{webhook_id}", responses=problems(401, 404, 503))
+@router.get("/{webhook_id}", responses=problems(401, 404, 503), dependencies=[Needs.read])
 async def get_webhook(
     webhook_id: WebhookIdDep, work: WorkDep, credentials: CredentialsDep
 ) -> WebhookOut:
@@ -166,7 +171,9 @@ async def rotate_secret(
     return await work.run(act)
 
 
-@router.get("/{webhook_id}/deliveries", responses=problems(401, 404, 422, 503))
+@router.get(
+    "/{webhook_id}/deliveries", responses=problems(401, 404, 422, 503), dependencies=[Needs.read]
+)
 async def list_deliveries(
     webhook_id: WebhookIdDep,
     query: Annotated[DeliveryQuery, Query()],

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from app.bounces.rules import check_rules_file
 from app.cli.database import DatabaseNeed, check_database
 from app.cli.dev import cmd_dev
-from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
+from app.cli.keys import SCOPES, cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from app.cli.migrate import cmd_migrate
 from app.cli.relays import cmd_relays
 from app.cli.serve import (
@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key; prints it once")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="full",
+        help="full: everything; send: submit and cancel only; read: GETs only (default: full)",
+    )
     create.set_defaults(handler=cmd_keys_create, database=DatabaseNeed.MIGRATED)
     listing = keys_sub.add_parser("list", help="one line per key")
     listing.set_defaults(handler=cmd_keys_list, database=DatabaseNeed.MIGRATED)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from app.keys.models import ApiKey
+from app.keys.models import ApiKey, KeyScope
 
 
 def add(session: Session, key: ApiKey) -> None:
@@ -33,10 +33,10 @@ def exists(session: Session, *, key_id: str) -> bool:
     return session.get(ApiKey, key_id) is not None
 
 
-def active_by_hash(session: Session, *, key_hash: str) -> Row[str, str] | None:
-    """(id, tenant) of the active key with this hash, if any."""
+def active_by_hash(session: Session, *, key_hash: str) -> Row[str, str, KeyScope] | None:
+    """(id, tenant, scope) of the active key with this hash, if any."""
     return session.execute(
-        select(ApiKey.id, ApiKey.tenant).where(
+        select(ApiKey.id, ApiKey.tenant, ApiKey.scope).where(
             ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
         )
     ).first()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.errors import NotFound, Unauthorized
 from app.keys import repository
-from app.keys.models import ApiKey
+from app.keys.models import ApiKey, KeyScope
 
 KEY_PREFIX = "pk_"
 # A tab or a line break would split a `keys list` line; other controls hide what is there.
@@ -28,10 +28,11 @@ class BadLabel(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is making a request: the key's id and the tenant whose messages it sees."""
+    """Who is making a request: the key's id, the tenant whose messages it sees, its scope."""
 
     key_id: str
     tenant: str
+    scope: KeyScope = KeyScope.full
 
 
 def hash_key(secret: str) -> str:
@@ -39,12 +40,16 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(session: Session, *, tenant: str, name: str) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, *, tenant: str, name: str, scope: KeyScope = KeyScope.full
+) -> tuple[ApiKey, str]:
     """A new key for tenant; the secret is returned here once and never stored."""
     _check_label("tenant", tenant)
     _check_label("name", name)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(tenant=tenant, name=name, key_hash=hash_key(secret), created_at=utcnow())
+    key = ApiKey(
+        tenant=tenant, name=name, key_hash=hash_key(secret), scope=scope, created_at=utcnow()
+    )
     repository.add(session, key)
     return key, secret
 
@@ -116,6 +121,6 @@ def authenticate(session: Session, *, secret: str) -> Caller:
     row = repository.active_by_hash(session, key_hash=key_hash)
     if row is None:
         raise Unauthorized("the API key is unknown or revoked")
-    caller = Caller(key_id=row.id, tenant=row.tenant)
+    caller = Caller(key_id=row.id, tenant=row.tenant, scope=row.scope)
     recent_keys.put(key_hash, caller, looked_up_at=looked_up_at)
     return caller

@@ -109,7 +109,10 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     bounce_class: Mapped[BounceClass | None] = mapped_column(EnumText(BounceClass, length=24))
     # The SMTP dialogue, [{"at_ms", "dir", "line"}], when POCHTA_TRANSCRIPTS keeps it.
-    transcript: Mapped[list[dict[str, Any]] | None] = deferred(mapped_column(JSON))
+    # SQL NULL when not kept (not JSON null), so `transcript IS NULL` says "not kept".
+    transcript: Mapped[list[dict[str, Any]] | None] = deferred(
+        mapped_column(JSON(none_as_null=True))
+    )
 
     message: Mapped[Message] = relationship(back_populates="attempts", lazy="raise")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from app.messages.states import RecipientStatus, Stage
 
@@ -57,6 +58,15 @@ class RecipientResult:
     note: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    """One line of an attempt's SMTP dialogue, milliseconds after the attempt began."""
+
+    at_ms: int
+    dir: Literal["out", "in"]
+    line: str
+
+
 @dataclass(slots=True)
 class AttemptResult:
     """The whole attempt: where it ended, the reply or error that ended it, each recipient."""
@@ -72,3 +82,5 @@ class AttemptResult:
     # when the relay's pause ends, not after the retry backoff.
     retry_at: datetime | None = None
     recipients: dict[str, RecipientResult] = field(default_factory=dict)
+    # The dialogue, when POCHTA_TRANSCRIPTS keeps it for this attempt (SPEC §11).
+    transcript: tuple[TranscriptLine, ...] | None = None

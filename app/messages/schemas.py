@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -148,6 +148,12 @@ class RecipientOut(BaseModel):
     )
 
 
+class TranscriptLineOut(BaseModel):
+    at_ms: int = Field(description="Milliseconds after the attempt began.")
+    dir: Literal["out", "in"] = Field(description="`out`: Pochta said it; `in`: the relay.")
+    line: str
+
+
 class AttemptOut(BaseModel):
     number: int
     started_at: UtcTimestamp
@@ -160,6 +166,10 @@ class AttemptOut(BaseModel):
     smtp_reply: str | None
     error: str | None
     bounce_class: BounceClass | None = None
+    transcript: list[TranscriptLineOut] | None = Field(
+        description="The SMTP dialogue (AUTH arguments as `***`, the content as "
+        "`[n bytes]`), when POCHTA_TRANSCRIPTS keeps it for this attempt; else null."
+    )
 
 
 class MessageOut(BaseModel):

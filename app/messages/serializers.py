@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.messages.models import Message
 from app.messages.new_message import NewMessage
-from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
+from app.messages.schemas import (
+    AttemptOut,
+    BatchItemResult,
+    MessageOut,
+    RecipientOut,
+    TranscriptLineOut,
+)
 
 if TYPE_CHECKING:
     # For the annotation only: batch imports the service, which serializes through here.
@@ -57,10 +63,17 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 smtp_reply=a.smtp_reply,
                 error=a.error,
                 bounce_class=a.bounce_class,
+                transcript=_transcript_out(a.transcript),
             )
             for a in message.attempts
         ],
     )
+
+
+def _transcript_out(stored: list[dict[str, Any]] | None) -> list[TranscriptLineOut] | None:
+    if stored is None:
+        return None
+    return [TranscriptLineOut.model_validate(line) for line in stored]
 
 
 def batch_item_out(outcome: ItemOutcome) -> BatchItemResult:

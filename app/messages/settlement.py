@@ -15,7 +15,7 @@ from typing import Protocol
 from app.bounces.classes import SUPPRESSING, BounceClass
 from app.bounces.rules import classify
 from app.messages.models import Message
-from app.messages.relay_results import AttemptResult, RecipientResult
+from app.messages.relay_results import AttemptResult, RecipientResult, TranscriptLine
 from app.messages.states import (
     OPEN_RECIPIENT,
     AttemptOutcome,
@@ -60,6 +60,7 @@ class AttemptRecord:
     smtp_reply: str | None
     error: str | None
     bounce_class: BounceClass | None = None
+    transcript: tuple[TranscriptLine, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,7 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
             stage=result.stage,
             error=result.error,
         ),
+        transcript=result.transcript,
     )
     message_status = message_status_for(statuses.values())
     return Settlement(

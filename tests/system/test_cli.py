@@ -42,8 +42,8 @@ def test_keys_create_list_revoke(sqlite_env: Env) -> None:
 
     listed = pochta(sqlite_env, "keys", "list")
     (line,) = listed.stdout.strip().splitlines()
-    key_id, tenant, name, created_at, state = line.split("\t")
-    assert (tenant, name, state) == ("acme", "web", "active")
+    key_id, tenant, name, scope, created_at, state = line.split("\t")
+    assert (tenant, name, scope, state) == ("acme", "web", "full", "active")
     assert created_at.endswith("Z")
     assert secret not in listed.stdout, "only the hash is stored"
 

@@ -39,3 +39,29 @@ def test_revoking_twice_says_already_revoked(sqlite_env: Env) -> None:
     again = pochta(sqlite_env, "keys", "revoke", key_id)
     # The key is revoked, which is what was asked: exit 0, and say it was so before.
     assert (again.returncode, again.stdout.strip()) == (0, f"{key_id} was already revoked")
+
+
+def test_a_key_s_scope_is_chosen_at_creation_and_listed(sqlite_env: Env) -> None:
+    for name, scope in (("sender", "send"), ("reader", "read")):
+        created = pochta(
+            sqlite_env, "keys", "create", "--tenant", "acme", "--name", name, "--scope", scope
+        )
+        assert created.returncode == 0, created.stderr
+        assert f"scope {scope}" in created.stdout
+    pochta(sqlite_env, "keys", "create", "--tenant", "acme", "--name", "default")
+    listed = [line.split("\t") for line in pochta(sqlite_env, "keys", "list").stdout.splitlines()]
+    assert [(fields[2], fields[3]) for fields in listed] == [
+        ("sender", "send"),
+        ("reader", "read"),
+        ("default", "full"),
+    ]
+
+
+def test_an_unknown_scope_is_refused_naming_the_choices(sqlite_env: Env) -> None:
+    result = pochta(
+        sqlite_env, "keys", "create", "--tenant", "acme", "--name", "x", "--scope", "admin"
+    )
+    assert result.returncode == 2
+    assert "--scope" in result.stderr
+    assert "full" in result.stderr
+    assert pochta(sqlite_env, "keys", "list").stdout == "", "no key was created"

@@ -13,6 +13,12 @@ from app.messages.relay_results import Reply
 from app.messages.states import Stage
 from worker.smtp.capabilities import Capabilities
 from worker.smtp.errors import NoReplyAfterData, RelayError, StaleConnection
+from worker.smtp.transcript import (
+    RecordingClient,
+    RecordingSMTP,
+    RecordingSMTP_SSL,
+    Transcript,
+)
 
 log = logging.getLogger("pochta.smtp")
 
@@ -39,7 +45,12 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 class RelayConnection:
     """An open, greeted (and maybe TLS-wrapped, authenticated) session with the relay."""
 
-    def __init__(self, settings: Settings, context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        context: ssl.SSLContext | None,
+        transcript: Transcript | None = None,
+    ) -> None:
         self.settings = settings
         self.capabilities = Capabilities(None, False, False, None)
         self.transactions = 0
@@ -51,8 +62,16 @@ class RelayConnection:
         self.proven_alive = False
         self.last_used = time.monotonic()
         self._context = context
-        self._client: smtplib.SMTP | None = None
+        self._client: RecordingClient | None = None
         self._stage = Stage.connect
+        # Where the dialogue goes: the attempt using the connection now (record_into).
+        self._transcript = transcript
+
+    def record_into(self, transcript: Transcript | None) -> None:
+        """Note the dialogue from now on in transcript: the attempt that uses this connection."""
+        self._transcript = transcript
+        if self._client is not None:
+            self._client.transcript = transcript
 
     @property
     def is_open(self) -> bool:
@@ -66,19 +85,21 @@ class RelayConnection:
             # Host and port go to the constructor: smtplib keeps them as the TLS server
             # name, and raises SMTPConnectError for a greeting other than 220.
             if settings.smtp_security is SmtpSecurity.tls:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                client: RecordingClient = RecordingSMTP_SSL(
                     settings.smtp_host,
                     settings.smtp_port,
                     local_hostname=settings.smtp_helo_name,
                     timeout=settings.smtp_timeout,
                     context=self._context,
+                    transcript=self._transcript,
                 )
             else:
-                client = smtplib.SMTP(
+                client = RecordingSMTP(
                     settings.smtp_host,
                     settings.smtp_port,
                     local_hostname=settings.smtp_helo_name,
                     timeout=settings.smtp_timeout,
+                    transcript=self._transcript,
                 )
             self._client = client
             self._greet(client)
@@ -180,6 +201,7 @@ class RelayConnection:
             return reply
         try:
             client.send(dot_stuffed(raw))
+            client.note_payload(len(raw))
         except (OSError, smtplib.SMTPException) as error:
             self.close()
             raise RelayError(Stage.data, error=_describe(error)) from None
@@ -206,7 +228,7 @@ class RelayConnection:
             # RFC 5321 §3.8: the relay is closing; this connection must not be reused.
             self.close()
 
-    def _require(self, stage: Stage) -> smtplib.SMTP:
+    def _require(self, stage: Stage) -> RecordingClient:
         if self._client is None:
             raise RelayError(stage, error="connection is closed")
         return self._client
@@ -216,6 +238,8 @@ class RelayConnection:
         client, self._client = self._client, None
         if client is None:
             return
+        # The QUIT that ends a session belongs to no message's dialogue.
+        client.transcript = None
         try:
             if client.sock is not None:
                 client.quit()

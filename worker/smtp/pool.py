@@ -6,6 +6,7 @@ import time
 
 from app.config import Settings, SmtpSecurity
 from worker.smtp.connection import RelayConnection, tls_context
+from worker.smtp.transcript import Transcript
 
 # Back to back, a connection that just answered is used as it is; after this long idle,
 # an RSET checks it first, as Postfix does for a cached session.
@@ -22,6 +23,13 @@ class RelayPool:
             tls_context(settings) if settings.smtp_security is not SmtpSecurity.none else None
         )
         self._connection: RelayConnection | None = None
+        self._transcript: Transcript | None = None
+
+    def record_into(self, transcript: Transcript) -> None:
+        """Note the dialogue of this pool's connections in transcript (an attempt's) from now."""
+        self._transcript = transcript
+        if self._connection is not None:
+            self._connection.record_into(transcript)
 
     @property
     def is_open(self) -> bool:
@@ -46,7 +54,7 @@ class RelayPool:
                 # the first command proves the connection, or fails as a StaleConnection.
                 current.proven_alive = False
                 return current
-        connection = RelayConnection(self.settings, self._context)
+        connection = RelayConnection(self.settings, self._context, self._transcript)
         self._connection = connection
         self.connections_opened += 1
         connection.open()

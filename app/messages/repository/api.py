@@ -6,15 +6,17 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, tuple_, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, undefer
 
-from app.messages.models import Message, MessageTag, Recipient
+from app.messages.models import Attempt, Message, MessageTag, Recipient
 from app.messages.new_message import NewMessage
 from app.messages.states import CANCELABLE, MessageStatus, RecipientStatus
 from app.orm import Base
 
 _message_table = Base.metadata.tables[Message.__tablename__]
 _recipient_table = Base.metadata.tables[Recipient.__tablename__]
+# The Message resource shows each attempt's transcript (deferred for every other reader).
+_ATTEMPTS_WITH_TRANSCRIPTS = selectinload(Message.attempts).options(undefer(Attempt.transcript))
 
 
 def add_messages(session: Session, messages: Sequence[NewMessage]) -> None:
@@ -53,7 +55,7 @@ def get_detailed(session: Session, *, tenant: str, message_id: str) -> Message |
     return session.scalars(
         select(Message)
         .where(Message.id == message_id, Message.tenant == tenant)
-        .options(selectinload(Message.recipients), selectinload(Message.attempts))
+        .options(selectinload(Message.recipients), _ATTEMPTS_WITH_TRANSCRIPTS)
         .execution_options(populate_existing=True)
     ).one_or_none()
 
@@ -129,7 +131,7 @@ def list_page(
     query = (
         query.order_by(Message.created_at.desc(), Message.id.desc())
         .limit(limit)
-        .options(selectinload(Message.recipients), selectinload(Message.attempts))
+        .options(selectinload(Message.recipients), _ATTEMPTS_WITH_TRANSCRIPTS)
     )
     return list(session.scalars(query))
 

@@ -124,4 +124,9 @@ def _attempt_row(message_id: str, attempt: AttemptRecord) -> dict[str, object]:
         "smtp_reply": attempt.smtp_reply,
         "error": attempt.error,
         "bounce_class": attempt.bounce_class,
+        "transcript": [
+            {"at_ms": line.at_ms, "dir": line.dir, "line": line.line} for line in attempt.transcript
+        ]
+        if attempt.transcript is not None
+        else None,
     }
