@@ -98,4 +98,9 @@ def _json(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return format_utc(value)
+    if isinstance(value, tuple):
+        # An attempt's transcript: its lines as the resource writes them.
+        return [_json(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _json(item) for name, item in dataclasses.asdict(value).items()}
     return value

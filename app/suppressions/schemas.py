@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.bounces.classes import BounceClass
-from app.messages.fields import AwareDatetime, UtcTimestamp
+from app.messages.fields import AwareDatetime, Text, UtcTimestamp
 from app.suppressions.models import SuppressionReason
 
 
@@ -49,7 +49,7 @@ class PutSuppression(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Literal["manual", "unsubscribe"]
-    note: str | None = Field(default=None, max_length=1000)
+    note: Text | None = Field(default=None, max_length=1000)
 
 
 class SuppressionQuery(BaseModel):
