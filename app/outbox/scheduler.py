@@ -13,6 +13,7 @@ from app.db import session_scope
 from app.idempotency import service as idempotency
 from app.messages.repository import queue
 from app.outbox.publisher import publish_or_release
+from app.outbox.webhooks import dispatch_webhooks
 
 log = logging.getLogger("pochta.scheduler")
 
@@ -69,4 +70,11 @@ def run(stop: threading.Event) -> None:
         except Exception:
             # The database may be restarting: keep going, the next tick tries again.
             log.exception("scheduler tick failed")
+        try:
+            _, published = dispatch_webhooks()
+            if published:
+                log.info("queued %d webhook requests", published, extra={"count": published})
+        except Exception:
+            # Apart from email's: a webhook failure must not stop messages being queued.
+            log.exception("scheduler webhook tick failed")
         stop.wait(interval)

@@ -1,0 +1,221 @@
+"""Sending one owed delivery: claim it, make the signed request, record what came of it.
+
+The request is made outside any transaction; the claim before it and the outcome after it
+are one short transaction each (app/webhooks/pending.py holds their SQL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.config import Settings, get_settings
+from app.db import session_scope
+from app.webhooks import pending, retries, signing
+from app.webhooks.addresses import NOT_ALLOWED
+from app.webhooks.models import Delivery, DeliveryStatus, DisabledReason, Webhook, WebhookStatus
+from app.webhooks.secrets import decrypt
+from app.webhooks.transport import AddressNotAllowed, PinnedTransport
+
+log = logging.getLogger("pochta.webhooks")
+
+# What a receiver answers is not read past this: only its status matters.
+BODY_CAP = 64 * 1024
+# An endpoint whose slots are all taken is tried again this soon, no attempt counted.
+BUSY_RETRY_SECONDS = 1.0
+# A lease outlives the request it covers by this much (the recording after it).
+LEASE_MARGIN_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one request got: a status, or an error where nothing usable came back."""
+
+    status: int | None
+    error: str | None
+    duration_ms: int
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request made and recorded, for the worker's metrics."""
+
+    answer: Answer
+    succeeded: bool
+    event_created_at: datetime
+    finished_at: datetime
+
+
+def new_client(settings: Settings) -> httpx.Client:
+    """A client for webhook requests: pinned addresses, no redirects, the request timeout."""
+    return httpx.Client(
+        transport=PinnedTransport(allow_private=settings.webhook_allow_private),
+        follow_redirects=False,
+        timeout=settings.webhook_timeout_seconds,
+        headers={"user-agent": "Pochta-Webhooks/1"},
+    )
+
+
+def event_body(claimed: pending.Claimed) -> bytes:
+    """The Event resource (SPEC §7) as the request body: the same bytes on every retry."""
+    event = {
+        "id": claimed.event_id,
+        "type": str(claimed.event_type),
+        "timestamp": claimed.event_created_at.isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        ),
+        "data": claimed.event_data,
+    }
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def deliver(pending_id: int, client: httpx.Client) -> Sent | None:
+    """Send one pending delivery if it is due and its endpoint has a slot; None if not."""
+    settings = get_settings()
+    now = utcnow()
+    lease = timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+    with session_scope() as session:
+        claimed = pending.claim(
+            session,
+            pending_id=pending_id,
+            now=now,
+            lease_until=now + lease,
+            max_in_flight=settings.webhook_max_in_flight,
+            busy_until=now + timedelta(seconds=BUSY_RETRY_SECONDS),
+        )
+    if not isinstance(claimed, pending.Claimed):
+        return None
+    body = event_body(claimed)
+    secrets = [decrypt(settings, token) for token in claimed.secrets]
+    headers = signing.headers(
+        secrets, message_id=claimed.event_id, timestamp=int(time.time()), body=body
+    )
+    answer = post(client, claimed.url, body, headers, settings.webhook_timeout_seconds)
+    finished_at = utcnow()
+    with session_scope() as session:
+        succeeded = settle(session, claimed, answer, settings, finished_at)
+    log.info(
+        "webhook %s: %s",
+        "delivered" if succeeded else "failed",
+        answer.status or answer.error,
+        extra={
+            "webhook_id": claimed.webhook_id,
+            "event_id": claimed.event_id,
+            "attempt": claimed.attempt,
+            "response_status": answer.status,
+            "error": answer.error,
+            "duration_ms": answer.duration_ms,
+        },
+    )
+    return Sent(answer, succeeded, claimed.event_created_at, finished_at)
+
+
+def post(
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> Answer:
+    """POST body; read at most BODY_CAP of the answer, and nothing past the timeout."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        with client.stream(
+            "POST", url, content=body, headers={**headers, "content-type": "application/json"}
+        ) as response:
+            read = 0
+            for chunk in response.iter_raw():
+                read += len(chunk)
+                if read >= BODY_CAP or time.monotonic() - started > timeout:
+                    break
+            return Answer(
+                response.status_code, None, elapsed_ms(), response.headers.get("retry-after")
+            )
+    except AddressNotAllowed:
+        return Answer(None, NOT_ALLOWED, elapsed_ms())
+    except httpx.TimeoutException:
+        return Answer(None, f"timed out after {timeout:g} s", elapsed_ms())
+    except httpx.HTTPError as error:
+        return Answer(None, _describe(error), elapsed_ms())
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    text = str(error) or error.__class__.__name__
+    if isinstance(error, httpx.ConnectError):
+        return f"connection failed: {text}"
+    return text
+
+
+def settle(
+    session: Session,
+    claimed: pending.Claimed,
+    answer: Answer,
+    settings: Settings,
+    now: datetime,
+) -> bool:
+    """Record the request and decide what follows it; whether it was delivered."""
+    webhook = pending.lock_webhook(session, claimed.webhook_id)
+    if webhook is None:
+        return False  # deleted while the request was open: its log went with it
+    succeeded = retries.is_success(answer.status)
+    next_at: datetime | None = None
+    if succeeded:
+        pending.finish(session, pending_id=claimed.pending_id)
+        webhook.failing_since = None
+    elif answer.status == 410:
+        _disable(session, webhook, DisabledReason.gone, now)
+    else:
+        failing_since = webhook.failing_since or now
+        webhook.failing_since = failing_since
+        failing_for = (now - failing_since).total_seconds()
+        if failing_for >= settings.webhook_disable_after_seconds:
+            _disable(session, webhook, DisabledReason.failing, now)
+        else:
+            delay = retries.next_delay(
+                attempt=claimed.attempt,
+                schedule=settings.webhook_retry_schedule,
+                status=answer.status,
+                retry_after=retries.parse_retry_after(answer.retry_after, now),
+            )
+            if delay is None:
+                pending.finish(session, pending_id=claimed.pending_id)
+            else:
+                next_at = now + timedelta(seconds=delay)
+                pending.reschedule(
+                    session,
+                    pending_id=claimed.pending_id,
+                    attempts=claimed.attempt,
+                    next_at=next_at,
+                )
+    pending.log_request(
+        session,
+        Delivery(
+            webhook_pk=claimed.webhook_id,
+            event_pk=claimed.event_id,
+            event_type=claimed.event_type,
+            attempt=claimed.attempt,
+            status=DeliveryStatus.succeeded if succeeded else DeliveryStatus.failed,
+            response_status=answer.status,
+            error=answer.error,
+            duration_ms=answer.duration_ms,
+            created_at=now,
+            next_attempt_at=next_at,
+        ),
+    )
+    return succeeded
+
+
+def _disable(session: Session, webhook: Webhook, reason: DisabledReason, now: datetime) -> None:
+    webhook.status = WebhookStatus.disabled
+    webhook.disabled_reason = reason
+    webhook.updated_at = now
+    pending.drop_endpoint(session, webhook_id=webhook.id)
+    log.warning("webhook endpoint disabled: %s", reason.value, extra={"webhook_id": webhook.id})

@@ -1,0 +1,29 @@
+"""webhook deliveries: a lease per pending delivery, counting the requests open per endpoint
+
+Revision ID: 0004_webhooks_delivery
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_webhooks_delivery"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("webhook_pending", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("leased_until", sa.DateTime(), nullable=True))
+        batch_op.create_index(
+            "ix_webhook_pending_leased", ["webhook_pk", "leased_until"], unique=False
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("webhook_pending", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_pending_leased")
+        batch_op.drop_column("leased_until")

@@ -1,0 +1,36 @@
+"""The webhook task (thin): send one owed delivery, count what came of it.
+
+Run by `pochta worker`'s second Celery worker, a pool of threads that consumes only the
+webhooks queue: requests wait on the network, and a dead endpoint holds threads of this
+pool only, never the email pool's processes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+from celery import shared_task
+
+from app.config import get_settings
+from app.outbox.broker import WEBHOOK_TASK
+from app.webhooks.sending import deliver, new_client
+from worker import webhook_metrics
+
+_local = threading.local()
+
+
+def _client() -> httpx.Client:
+    """This thread's HTTP client (its connections are kept alive between requests)."""
+    client: httpx.Client | None = getattr(_local, "client", None)
+    if client is None:
+        client = new_client(get_settings())
+        _local.client = client
+    return client
+
+
+@shared_task(name=WEBHOOK_TASK, ignore_result=True)
+def send_webhook_task(pending_id: int) -> None:
+    sent = deliver(pending_id, _client())
+    if sent is not None:
+        webhook_metrics.record(sent)
