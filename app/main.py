@@ -20,6 +20,7 @@ from app.api import (
     metrics,
     openapi,
     problems,
+    webhooks,
 )
 from app.config import get_settings
 from app.errors import PayloadTooLarge
@@ -101,6 +102,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(metrics.router)
+    app.include_router(webhooks.router)
     openapi.install(app)
     docs_pages.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
