@@ -131,7 +131,8 @@ def test_500_twice_then_200_is_three_requests_with_one_webhook_id(
         (2, DeliveryStatus.failed, 500),
         (3, DeliveryStatus.succeeded, 200),
     ]
-    assert log[0].next_attempt_at is not None and log[2].next_attempt_at is None
+    assert log[0].next_attempt_at is not None
+    assert log[2].next_attempt_at is None
     assert webhook(webhook_id).failing_since is None
 
 
@@ -232,7 +233,8 @@ def test_a_host_resolving_to_loopback_is_refused_at_connect(
         pump(strict)
     assert receiver.requests() == []
     log = deliveries(webhook_id)
-    assert log and {d.error for d in log} == {"address not allowed"}
+    assert log
+    assert {d.error for d in log} == {"address not allowed"}
     assert {d.response_status for d in log} == {None}
 
 
