@@ -6,7 +6,6 @@ are one short transaction each (app/webhooks/pending.py holds their SQL).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.config import Settings, get_settings
 from app.db import session_scope
+from app.events.schemas import EventOut
 from app.webhooks import pending, retries, signing
 from app.webhooks.addresses import NOT_ALLOWED
 from app.webhooks.models import Delivery, DeliveryStatus, DisabledReason, Webhook, WebhookStatus
@@ -65,16 +65,14 @@ def new_client(settings: Settings) -> httpx.Client:
 
 
 def event_body(claimed: pending.Claimed) -> bytes:
-    """The Event resource (SPEC §7) as the request body: the same bytes on every retry."""
-    event = {
-        "id": claimed.event_id,
-        "type": str(claimed.event_type),
-        "timestamp": claimed.event_created_at.isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
-        ),
-        "data": claimed.event_data,
-    }
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    """The Event resource as GET /v1/events shows it: the same bytes on every retry."""
+    event = EventOut(
+        id=claimed.event_id,
+        type=claimed.event_type,
+        timestamp=claimed.event_created_at,
+        data=claimed.event_data,
+    )
+    return event.model_dump_json().encode()
 
 
 def deliver(pending_id: int, client: httpx.Client) -> Sent | None:

@@ -1,7 +1,7 @@
 """webhook deliveries: a lease per pending delivery, counting the requests open per endpoint
 
 Revision ID: 0004_webhooks_delivery
-Revises: 0003
+Revises: 0004_events
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_webhooks_delivery"
-down_revision = "0003"
+down_revision = (
+    "0004_events"  # 0003 on its own; chained after events here (both branches add a 0004)
+)
 branch_labels = None
 depends_on = None
 

@@ -287,5 +287,6 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
     assert busy == pending.BUSY
     with db.session_scope() as session:
         row = session.get(PendingDelivery, others[0])
-        assert row is not None and row.attempts == 0, "waiting for a slot is no attempt"
+        assert row is not None
+        assert row.attempts == 0, "waiting for a slot is no attempt"
     assert deliveries(webhook_id) == []
