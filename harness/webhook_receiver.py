@@ -139,6 +139,10 @@ class WebhookReceiver:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Let every hanging request end (its connection closes unanswered)."""
+        self._stopping.set()
+
     def stop(self) -> None:
         self._stopping.set()
         self._server.shutdown()
