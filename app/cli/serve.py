@@ -7,6 +7,7 @@ The command line is the composition root: the only part of `app` that may import
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -102,6 +103,8 @@ def _run_webhook_pool(settings: Settings) -> None:
     from app.outbox.broker import WEBHOOK_QUEUE
     from worker.tasks import consuming_app
 
+    # One line per request is ours (pochta.webhooks, with the event and endpoint ids).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     argv = [*_celery_common(settings), "-Q", WEBHOOK_QUEUE, "--pool", "threads"]
     argv += ["--concurrency", str(settings.webhook_worker_threads), "--hostname", "webhooks@%h"]
     consuming_app().worker_main(argv)
