@@ -20,13 +20,15 @@ NOT_ALLOWED = "address not allowed"
 
 def is_forbidden(ip: str | IPAddress) -> bool:
     """True for loopback, private, link-local, shared, multicast, unspecified and reserved
-    addresses, IPv4 or IPv6; an IPv4-mapped IPv6 address is judged as the IPv4 address
-    it carries."""
+    addresses, IPv4 or IPv6; an IPv6 address that carries an IPv4 one (IPv4-mapped,
+    6to4) is judged as that IPv4 address."""
     address = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
     if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is not None:
-            return is_forbidden(mapped)
+        # An IPv4-mapped address reaches that IPv4 host; a 6to4 one (2002::/16) is routed
+        # to the IPv4 address it embeds.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return is_forbidden(embedded)
     if isinstance(address, ipaddress.IPv4Address) and address in _SHARED:
         return True
     return (

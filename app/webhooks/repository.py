@@ -14,7 +14,6 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    true,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -122,7 +121,7 @@ def replay(
         literal(now, UTCDateTime).label("next_attempt_at"),
         null().label("dispatched_until"),
         literal(now, UTCDateTime).label("created_at"),
-    ).where(condition, true())
+    ).where(condition)
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     insert = dialect.insert(PendingDelivery).from_select(
         ["webhook_pk", "event_pk", "attempts", "next_attempt_at", "dispatched_until", "created_at"],

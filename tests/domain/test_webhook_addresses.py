@@ -38,8 +38,21 @@ FORBIDDEN = [
     "::ffff:10.0.0.1",
     "::ffff:169.254.169.254",
     "::ffff:100.64.0.1",
+    "::127.0.0.1",  # IPv4-compatible (deprecated), reserved
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2001:db8::1",  # documentation
 ]
-ALLOWED = ["8.8.8.8", "1.1.1.1", "100.63.255.255", "100.128.0.1", "2001:4860:4860::8888"]
+ALLOWED = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "100.63.255.255",
+    "100.128.0.1",
+    "2001:4860:4860::8888",
+    "::ffff:8.8.8.8",
+    "2002:808:808::1",  # 6to4 of 8.8.8.8
+]
 
 
 @pytest.mark.parametrize("ip", FORBIDDEN)
@@ -62,6 +75,12 @@ def test_public_addresses_are_allowed(ip: str) -> None:
         "http://169.254.169.254/latest/meta-data",
         "http://10.0.0.5/",
         "http://100.64.1.1/",
+        # What inet_aton takes for 127.0.0.1: decimal, octal, hex, short forms.
+        "http://2130706433/",
+        "http://0177.0.0.1/",
+        "http://0x7f.0.0.1/",
+        "http://127.1/",
+        "http://0/",
     ],
 )
 def test_private_urls_are_refused(url: str) -> None:
