@@ -14,6 +14,7 @@ from bench.options import Options
 from bench.report import rows, table
 from bench.services import Broker, Database, Sink
 from bench.stack import Stack, pochta_env
+from harness.webhook_receiver import WebhookReceiver
 
 
 def _say(text: str) -> None:
@@ -135,6 +136,10 @@ def run(options: Options) -> int:
         stack.command("migrate")
         key = stack.create_key()
         stack.start_api()
+        # Every event of every phase goes to a subscribed endpoint, as in a deployment
+        # that uses webhooks: the figures include fanning out and sending them.
+        receiver = cleanup.enter_context(WebhookReceiver(keep=False))
+        stack.subscribe_webhook(key, receiver.url())
         ctx = phases.Context(options, stack, database, broker, sink, key)
         ctx.batch_available = phases.probe_batch(ctx)
         if not ctx.batch_available:
@@ -144,6 +149,7 @@ def run(options: Options) -> int:
             profiled_run(ctx)
         text = _header(options, database, started, load_before) + "\n"
         text += table(rows(results, options, batch_missing=not ctx.batch_available)) + "\n"
+    _say(f"webhook receiver: {receiver.count:,} requests taken")
     _say("\n" + text)
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(text)
