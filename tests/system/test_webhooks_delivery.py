@@ -15,10 +15,12 @@ import pytest
 
 from app import db
 from app.webhooks.models import Webhook
+from harness.ports import free_port
 from harness.relay import ScriptedRelay
 from harness.stack import Stack
 from harness.webhook_receiver import HANG, Request, WebhookReceiver
 from tests.conftest import Env, make_key
+from tests.support.prometheus import parse, value
 from tests.support.webhooks import signatures, verified, verifies_alone
 
 FINAL = {"sent", "partially_sent", "failed", "canceled"}
@@ -244,3 +246,41 @@ def test_a_thousand_messages_each_deliver_their_event(
     assert len(events) == 1000
     assert {e["type"] for e in events.values()} == {"message.sent"}
     assert len({e["data"]["message"]["id"] for e in events.values()}) == 1000
+
+
+def test_the_worker_counts_requests_latency_and_the_oldest_undelivered_event(
+    env: Env, relay: ScriptedRelay, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    env["POCHTA_WORKER_METRICS_PORT"] = str(free_port())
+    env["POCHTA_WEBHOOK_RETRY_SCHEDULE"] = "3600"
+    receiver.default("/down", 503)
+    metrics_url = f"http://127.0.0.1:{env.values['POCHTA_WORKER_METRICS_PORT']}/metrics"
+    with Stack(env.for_subprocess(), tmp_path) as stack:
+        stack.start()
+        with stack.client(make_key()) as client:
+            endpoint(client, receiver.url("/up"))
+            down, _ = endpoint(client, receiver.url("/down"))
+            submit(client, "ok@example.org")
+            receiver.wait_for(lambda seen: len(seen) >= 1, path="/up")
+            receiver.wait_for(lambda seen: len(seen) >= 1, path="/down")
+        deadline = time.monotonic() + 30
+        while True:
+            samples = parse(httpx.get(metrics_url, timeout=10).text)
+            counted = value(
+                samples, "pochta_webhook_requests_total", outcome="failed", status_class="5xx"
+            ) + value(
+                samples, "pochta_webhook_requests_total", outcome="succeeded", status_class="2xx"
+            )
+            if counted >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert (
+        value(samples, "pochta_webhook_requests_total", outcome="succeeded", status_class="2xx")
+        == 1
+    )
+    assert (
+        value(samples, "pochta_webhook_requests_total", outcome="failed", status_class="5xx") == 1
+    )
+    assert value(samples, "pochta_webhook_delivery_latency_seconds_count") == 1
+    # The failing endpoint still owes its event (the next try is an hour away).
+    assert value(samples, "pochta_webhook_oldest_undelivered_seconds", webhook=down) > 0
