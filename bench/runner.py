@@ -106,6 +106,12 @@ def _header(options: Options, database: Database, started: datetime, load_before
             f"queued in batches and of {options.single_messages:,} queued by single POSTs",
             f"- pochta api --workers {options.api_workers}; pochta worker --concurrency "
             f"{options.worker_concurrency}; pochta scheduler; POCHTA_LOG_LEVEL=WARNING",
+            "- webhooks: "
+            + (
+                "one endpoint subscribed to every event, a receiver on loopback answering 200"
+                if options.webhook
+                else "none (--no-webhook)"
+            ),
             "",
         ]
     )
@@ -139,7 +145,8 @@ def run(options: Options) -> int:
         # Every event of every phase goes to a subscribed endpoint, as in a deployment
         # that uses webhooks: the figures include fanning out and sending them.
         receiver = cleanup.enter_context(WebhookReceiver(keep=False))
-        stack.subscribe_webhook(key, receiver.url())
+        if options.webhook:
+            stack.subscribe_webhook(key, receiver.url())
         ctx = phases.Context(options, stack, database, broker, sink, key)
         ctx.batch_available = phases.probe_batch(ctx)
         if not ctx.batch_available:
