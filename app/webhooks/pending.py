@@ -171,45 +171,59 @@ def claim(
 
     None: nothing to do (delivered, taken by another worker, endpoint disabled or gone).
     BUSY: every slot is taken; the delivery is due again at busy_until, no attempt counted.
+    Two statements on the way that sends: one read that locks the endpoint, one UPDATE
+    that counts its open requests (with a snapshot taken after the lock, so a claim
+    committed meanwhile is counted) and takes the lease.
     """
-    webhook_id = session.scalar(
-        select(PendingDelivery.webhook_pk).where(PendingDelivery.id == pending_id)
-    )
-    webhook = lock_webhook(session, webhook_id) if webhook_id is not None else None
-    if webhook is None:
+    found = session.execute(
+        select(Webhook, Event)
+        .join(PendingDelivery, PendingDelivery.webhook_pk == Webhook.id)
+        .join(Event, Event.id == PendingDelivery.event_pk)
+        .where(PendingDelivery.id == pending_id)
+        .with_for_update(of=Webhook.__table__, key_share=True)
+    ).one_or_none()
+    if found is None:
         return None
-    # Read under the endpoint's lock: another worker's claim of it has committed by now.
-    row = session.get(PendingDelivery, pending_id, populate_existing=True)
-    if row is None or row.next_attempt_at > now:
-        return None
-    if row.leased_until is not None and row.leased_until >= now:
-        return None
+    webhook, event = found
     if webhook.status is not WebhookStatus.enabled:
         # What a disabled endpoint missed is sent by replay only (SPEC §7).
         session.execute(delete(PendingDelivery).where(PendingDelivery.id == pending_id))
         return None
-    open_requests = session.scalar(
-        select(func.count())
-        .select_from(PendingDelivery)
-        .where(PendingDelivery.webhook_pk == webhook.id, PendingDelivery.leased_until >= now)
+    takeable = (
+        PendingDelivery.id == pending_id,
+        PendingDelivery.next_attempt_at <= now,
+        or_(PendingDelivery.leased_until.is_(None), PendingDelivery.leased_until < now),
     )
-    if (open_requests or 0) >= max_in_flight:
-        row.next_attempt_at = busy_until
-        row.dispatched_until = None
-        return BUSY
-    row.leased_until = lease_until
-    row.dispatched_until = None
-    event = session.get(Event, row.event_pk)
-    if event is None:
-        return None
+    other = aliased(PendingDelivery)
+    open_requests = (
+        select(func.count())
+        .select_from(other)
+        .where(other.webhook_pk == webhook.id, other.leased_until >= now)
+        .scalar_subquery()
+    )
+    attempts = session.scalar(
+        update(PendingDelivery)
+        .where(*takeable, open_requests < max_in_flight)
+        .values(leased_until=lease_until, dispatched_until=None)
+        .returning(PendingDelivery.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    if attempts is None:
+        busy = session.execute(
+            update(PendingDelivery)
+            .where(*takeable)
+            .values(next_attempt_at=busy_until, dispatched_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        return BUSY if busy.rowcount else None  # type: ignore[attr-defined]
     secrets = [webhook.secret_encrypted]
     expires = webhook.previous_secret_expires_at
     if webhook.previous_secret_encrypted is not None and expires is not None and expires > now:
         secrets.append(webhook.previous_secret_encrypted)
     return Claimed(
-        pending_id=row.id,
+        pending_id=pending_id,
         lease_until=lease_until,
-        attempt=row.attempts + 1,
+        attempt=attempts + 1,
         webhook_id=webhook.id,
         url=webhook.url,
         secrets=tuple(secrets),
@@ -217,6 +231,17 @@ def claim(
         event_type=event.type,
         event_created_at=event.created_at,
         event_data=event.data,
+    )
+
+
+def delivered(session: Session, *, pending_id: int, webhook_id: str) -> None:
+    """Owed no more, and the endpoint is healthy: no lock taken, nothing read."""
+    finish(session, pending_id=pending_id)
+    session.execute(
+        update(Webhook)
+        .where(Webhook.id == webhook_id, Webhook.failing_since.is_not(None))
+        .values(failing_since=None)
+        .execution_options(synchronize_session=False)
     )
 
 

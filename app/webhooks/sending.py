@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -98,8 +99,13 @@ def deliver(pending_id: int, client: httpx.Client) -> Sent | None:
     )
     answer = post(client, claimed.url, body, headers, settings.webhook_timeout_seconds)
     finished_at = utcnow()
-    with session_scope() as session:
-        succeeded = settle(session, claimed, answer, settings, finished_at)
+    try:
+        with session_scope() as session:
+            succeeded = settle(session, claimed, answer, settings, finished_at)
+    except IntegrityError:
+        # The endpoint was deleted while its request was open: its log went with it.
+        log.info("webhook deleted during its request", extra={"webhook_id": claimed.webhook_id})
+        return None
     log.info(
         "webhook %s: %s",
         "delivered" if succeeded else "failed",
@@ -160,39 +166,16 @@ def settle(
     now: datetime,
 ) -> bool:
     """Record the request and decide what follows it; whether it was delivered."""
-    webhook = pending.lock_webhook(session, claimed.webhook_id)
-    if webhook is None:
-        return False  # deleted while the request was open: its log went with it
     succeeded = retries.is_success(answer.status)
     next_at: datetime | None = None
     if succeeded:
-        pending.finish(session, pending_id=claimed.pending_id)
-        webhook.failing_since = None
-    elif answer.status == 410:
-        _disable(session, webhook, DisabledReason.gone, now)
+        # The common case takes no lock: it frees a slot, which needs no counting.
+        pending.delivered(session, pending_id=claimed.pending_id, webhook_id=claimed.webhook_id)
     else:
-        failing_since = webhook.failing_since or now
-        webhook.failing_since = failing_since
-        failing_for = (now - failing_since).total_seconds()
-        if failing_for >= settings.webhook_disable_after_seconds:
-            _disable(session, webhook, DisabledReason.failing, now)
-        else:
-            delay = retries.next_delay(
-                attempt=claimed.attempt,
-                schedule=settings.webhook_retry_schedule,
-                status=answer.status,
-                retry_after=retries.parse_retry_after(answer.retry_after, now),
-            )
-            if delay is None:
-                pending.finish(session, pending_id=claimed.pending_id)
-            else:
-                next_at = now + timedelta(seconds=delay)
-                pending.reschedule(
-                    session,
-                    pending_id=claimed.pending_id,
-                    attempts=claimed.attempt,
-                    next_at=next_at,
-                )
+        webhook = pending.lock_webhook(session, claimed.webhook_id)
+        if webhook is None:
+            return False  # deleted while the request was open: its log went with it
+        next_at = _after_failure(session, webhook, claimed, answer, settings, now)
     pending.log_request(
         session,
         Delivery(
@@ -209,6 +192,39 @@ def settle(
         ),
     )
     return succeeded
+
+
+def _after_failure(
+    session: Session,
+    webhook: Webhook,
+    claimed: pending.Claimed,
+    answer: Answer,
+    settings: Settings,
+    now: datetime,
+) -> datetime | None:
+    """Disable the endpoint, retry later or give up; when the next request is due, if any."""
+    if answer.status == 410:
+        _disable(session, webhook, DisabledReason.gone, now)
+        return None
+    failing_since = webhook.failing_since or now
+    webhook.failing_since = failing_since
+    if (now - failing_since).total_seconds() >= settings.webhook_disable_after_seconds:
+        _disable(session, webhook, DisabledReason.failing, now)
+        return None
+    delay = retries.next_delay(
+        attempt=claimed.attempt,
+        schedule=settings.webhook_retry_schedule,
+        status=answer.status,
+        retry_after=retries.parse_retry_after(answer.retry_after, now),
+    )
+    if delay is None:
+        pending.finish(session, pending_id=claimed.pending_id)
+        return None
+    next_at = now + timedelta(seconds=delay)
+    pending.reschedule(
+        session, pending_id=claimed.pending_id, attempts=claimed.attempt, next_at=next_at
+    )
+    return next_at
 
 
 def _disable(session: Session, webhook: Webhook, reason: DisabledReason, now: datetime) -> None:
