@@ -14,7 +14,7 @@ from celery import shared_task
 
 from app.config import get_settings
 from app.outbox.broker import WEBHOOK_TASK
-from app.webhooks.sending import deliver, new_client
+from app.webhooks.sending import deliver_from, new_client
 from worker import webhook_metrics
 
 _local = threading.local()
@@ -31,6 +31,4 @@ def _client() -> httpx.Client:
 
 @shared_task(name=WEBHOOK_TASK, ignore_result=True)
 def send_webhook_task(pending_id: int) -> None:
-    sent = deliver(pending_id, _client())
-    if sent is not None:
-        webhook_metrics.record(sent)
+    deliver_from(pending_id, _client(), on_sent=webhook_metrics.record)

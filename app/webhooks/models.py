@@ -75,6 +75,8 @@ class PendingDelivery(Base):
         Index("ix_webhook_pending_pair", "webhook_pk", "event_pk", unique=True),
         Index("ix_webhook_pending_due", "next_attempt_at"),
         Index("ix_webhook_pending_leased", "webhook_pk", "leased_until"),
+        # A sender that just finished a request takes the endpoint's next due one.
+        Index("ix_webhook_pending_endpoint_due", "webhook_pk", "next_attempt_at"),
     )
 
 

@@ -234,6 +234,22 @@ def claim(
     )
 
 
+def next_due(session: Session, *, webhook_id: str, now: datetime) -> int | None:
+    """The endpoint's oldest due delivery that no worker holds and the broker does not
+    carry, if any: what a sender whose request just succeeded takes next."""
+    return session.scalar(
+        select(PendingDelivery.id)
+        .where(
+            PendingDelivery.webhook_pk == webhook_id,
+            PendingDelivery.next_attempt_at <= now,
+            or_(PendingDelivery.leased_until.is_(None), PendingDelivery.leased_until < now),
+            or_(PendingDelivery.dispatched_until.is_(None), PendingDelivery.dispatched_until < now),
+        )
+        .order_by(PendingDelivery.next_attempt_at)
+        .limit(1)
+    )
+
+
 def delivered(session: Session, *, pending_id: int, webhook_id: str) -> None:
     """Owed no more, and the endpoint is healthy: no lock taken, nothing read."""
     finish(session, pending_id=pending_id)

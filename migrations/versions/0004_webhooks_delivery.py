@@ -23,9 +23,13 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_webhook_pending_leased", ["webhook_pk", "leased_until"], unique=False
         )
+        batch_op.create_index(
+            "ix_webhook_pending_endpoint_due", ["webhook_pk", "next_attempt_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("webhook_pending", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_pending_endpoint_due")
         batch_op.drop_index("ix_webhook_pending_leased")
         batch_op.drop_column("leased_until")

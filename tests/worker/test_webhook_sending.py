@@ -290,3 +290,23 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
         assert row is not None
         assert row.attempts == 0, "waiting for a slot is no attempt"
     assert deliveries(webhook_id) == []
+
+
+def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    from app.webhooks.sending import Sent, deliver_from
+
+    webhook_id, _ = create_endpoint(receiver.url())
+    events = [add_event() for _ in range(5)]
+    now = utcnow()
+    with db.session_scope() as session:
+        pending.fan_out(session, now=now, limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    counted: list[Sent] = []
+    # No scheduler hands the other four over: the one task takes them in turn.
+    assert deliver_from(first, client, on_sent=counted.append) == 5
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests()) == sorted(events)
+    assert all(sent.succeeded for sent in counted)
+    assert len(deliveries(webhook_id)) == 5
