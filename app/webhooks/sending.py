@@ -80,59 +80,80 @@ def event_body(claimed: pending.Claimed) -> bytes:
     return event.model_dump_json().encode()
 
 
-def deliver_from(pending_id: int, client: httpx.Client, on_sent: Callable[[Sent], None]) -> int:
+def deliver_from(
+    pending_id: int,
+    client: httpx.Client,
+    on_sent: Callable[[Sent], None],
+    follow_on: int = FOLLOW_ON,
+) -> int:
     """Send this delivery, then, while the endpoint keeps answering 2xx, its next due ones
-    (up to FOLLOW_ON in all); how many requests were made.
+    (up to follow_on in all); how many requests were made.
 
     Each sender holds one of the endpoint's slots at a time and takes the next delivery
     as soon as its request is done, so a healthy endpoint is kept at
     POCHTA_WEBHOOK_MAX_IN_FLIGHT requests without waiting for the scheduler's next tick.
+    Recording one request and claiming the next are one transaction: one commit each.
     """
+    settings = get_settings()
+    with session_scope() as session:
+        claimed = _claim(session, pending_id, settings, utcnow())
     made = 0
-    next_id: int | None = pending_id
-    while next_id is not None and made < FOLLOW_ON:
-        sent = deliver(next_id, client)
-        if sent is None:
+    while isinstance(claimed, pending.Claimed):
+        answer = _request(client, claimed, settings)
+        finished_at = utcnow()
+        following: pending.Claimed | str | None = None
+        try:
+            with session_scope() as session:
+                succeeded = settle(session, claimed, answer, settings, finished_at)
+                # A failing endpoint gets its retries on their schedule only.
+                if succeeded and made + 1 < follow_on:
+                    next_id = pending.next_due(
+                        session, webhook_id=claimed.webhook_id, now=finished_at
+                    )
+                    if next_id is not None:
+                        following = _claim(session, next_id, settings, finished_at)
+        except IntegrityError:
+            # The endpoint was deleted while its request was open: its log went with it.
+            log.info("webhook deleted during its request", extra={"webhook_id": claimed.webhook_id})
             return made
         made += 1
-        on_sent(sent)
-        if not sent.succeeded:
-            return made  # a failing endpoint gets its retries on their schedule only
-        with session_scope() as session:
-            next_id = pending.next_due(session, webhook_id=sent.webhook_id, now=utcnow())
+        _log(claimed, answer, succeeded)
+        on_sent(Sent(answer, succeeded, claimed.webhook_id, claimed.event_created_at, finished_at))
+        claimed = following
     return made
 
 
 def deliver(pending_id: int, client: httpx.Client) -> Sent | None:
     """Send one pending delivery if it is due and its endpoint has a slot; None if not."""
-    settings = get_settings()
-    now = utcnow()
+    sent: list[Sent] = []
+    deliver_from(pending_id, client, on_sent=sent.append, follow_on=1)
+    return sent[0] if sent else None
+
+
+def _claim(
+    session: Session, pending_id: int, settings: Settings, now: datetime
+) -> pending.Claimed | str | None:
     lease = timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
-    with session_scope() as session:
-        claimed = pending.claim(
-            session,
-            pending_id=pending_id,
-            now=now,
-            lease_until=now + lease,
-            max_in_flight=settings.webhook_max_in_flight,
-            busy_until=now + timedelta(seconds=BUSY_RETRY_SECONDS),
-        )
-    if not isinstance(claimed, pending.Claimed):
-        return None
+    return pending.claim(
+        session,
+        pending_id=pending_id,
+        now=now,
+        lease_until=now + lease,
+        max_in_flight=settings.webhook_max_in_flight,
+        busy_until=now + timedelta(seconds=BUSY_RETRY_SECONDS),
+    )
+
+
+def _request(client: httpx.Client, claimed: pending.Claimed, settings: Settings) -> Answer:
     body = event_body(claimed)
     secrets = [decrypt(settings, token) for token in claimed.secrets]
     headers = signing.headers(
         secrets, message_id=claimed.event_id, timestamp=int(time.time()), body=body
     )
-    answer = post(client, claimed.url, body, headers, settings.webhook_timeout_seconds)
-    finished_at = utcnow()
-    try:
-        with session_scope() as session:
-            succeeded = settle(session, claimed, answer, settings, finished_at)
-    except IntegrityError:
-        # The endpoint was deleted while its request was open: its log went with it.
-        log.info("webhook deleted during its request", extra={"webhook_id": claimed.webhook_id})
-        return None
+    return post(client, claimed.url, body, headers, settings.webhook_timeout_seconds)
+
+
+def _log(claimed: pending.Claimed, answer: Answer, succeeded: bool) -> None:
     log.info(
         "webhook %s: %s",
         "delivered" if succeeded else "failed",
@@ -146,7 +167,6 @@ def deliver(pending_id: int, client: httpx.Client) -> Sent | None:
             "duration_ms": answer.duration_ms,
         },
     )
-    return Sent(answer, succeeded, claimed.webhook_id, claimed.event_created_at, finished_at)
 
 
 def post(
