@@ -15,7 +15,7 @@ from celery import shared_task
 from app.config import get_settings
 from app.outbox.broker import WEBHOOK_TASK
 from app.webhooks.sending import deliver_from, new_client
-from worker import webhook_metrics
+from worker import shutdown, webhook_metrics
 
 _local = threading.local()
 
@@ -31,4 +31,10 @@ def _client() -> httpx.Client:
 
 @shared_task(name=WEBHOOK_TASK, ignore_result=True)
 def send_webhook_task(pending_id: int) -> None:
-    deliver_from(pending_id, _client(), on_sent=webhook_metrics.record)
+    # A stopping worker finishes the request under way and takes no next one.
+    deliver_from(
+        pending_id,
+        _client(),
+        on_sent=webhook_metrics.record,
+        keep_going=lambda: not shutdown.requested(),
+    )

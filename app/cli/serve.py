@@ -63,6 +63,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from worker.tasks import consuming_app
 
     webhook_pool = _start_webhook_pool()
+
+    def _stop_both(**_: object) -> None:
+        # Both pools wind down together, within one stop timeout.
+        if webhook_pool.poll() is None:
+            webhook_pool.send_signal(signal.SIGTERM)
+
+    from celery.signals import worker_shutting_down
+
+    worker_shutting_down.connect(_stop_both, weak=False)
     try:
         serve(settings)
         argv = [*_celery_common(settings), "-Q", QUEUE]

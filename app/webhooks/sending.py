@@ -85,9 +85,10 @@ def deliver_from(
     client: httpx.Client,
     on_sent: Callable[[Sent], None],
     follow_on: int = FOLLOW_ON,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
     """Send this delivery, then, while the endpoint keeps answering 2xx, its next due ones
-    (up to follow_on in all); how many requests were made.
+    (up to follow_on in all, and while keep_going says so); how many requests were made.
 
     Each sender holds one of the endpoint's slots at a time and takes the next delivery
     as soon as its request is done, so a healthy endpoint is kept at
@@ -106,7 +107,7 @@ def deliver_from(
             with session_scope() as session:
                 succeeded = settle(session, claimed, answer, settings, finished_at)
                 # A failing endpoint gets its retries on their schedule only.
-                if succeeded and made + 1 < follow_on:
+                if succeeded and made + 1 < follow_on and keep_going():
                     next_id = pending.next_due(
                         session, webhook_id=claimed.webhook_id, now=finished_at
                     )
