@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     webhook_secret_overlap_seconds: float = Field(default=86400.0, ge=0)
     webhook_disable_after_seconds: PositiveSeconds = 432000.0
     webhook_allow_private: bool = False
+    # Threads of `pochta worker`'s webhook pool: requests open at once from one worker.
+    webhook_worker_threads: int = Field(default=20, ge=1)
 
     # Bounces and suppressions (SPEC §8, §9).
     bounce_rules_file: Path | None = None

@@ -48,8 +48,10 @@ def spawn(
     log: Path | None = None,
     cwd: Path | None = None,
     die_with_parent: bool = True,
+    new_group: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Start argv as the leader of a new process group.
+    """Start argv as the leader of a new process group (or, without new_group, in ours:
+    a helper that a stop of our group must reach too).
 
     Its output is appended to log, or goes where this process's goes when log is None.
     With die_with_parent it is sent SIGTERM if this process dies first (Linux), so a
@@ -62,7 +64,7 @@ def spawn(
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=new_group,
             preexec_fn=preexec,  # only calls prctl: see _PRCTL
         )
     with log.open("ab") as out:
@@ -73,7 +75,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=new_group,
             preexec_fn=preexec,  # only calls prctl: see _PRCTL
         )
 

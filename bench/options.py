@@ -35,6 +35,7 @@ class Options:
     output: Path
     logdir: Path
     profile: bool
+    webhook: bool
 
     @classmethod
     def parse(cls, argv: list[str] | None = None) -> Self:
@@ -64,6 +65,7 @@ class Options:
             output=args.output,
             logdir=args.logdir,
             profile=args.profile,
+            webhook=not args.no_webhook,
         )
 
 
@@ -175,5 +177,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one more run, not counted, with py-spy on the API (accept, batch) and the "
         "worker (drain); profiles and their summaries go to the log directory",
+    )
+    add(
+        "--no-webhook",
+        action="store_true",
+        help="no webhook endpoint subscribed (to compare with the figures of a run with one)",
     )
     return parser

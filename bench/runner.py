@@ -14,6 +14,7 @@ from bench.options import Options
 from bench.report import rows, table
 from bench.services import Broker, Database, Sink
 from bench.stack import Stack, pochta_env
+from harness.webhook_receiver import WebhookReceiver
 
 
 def _say(text: str) -> None:
@@ -111,6 +112,12 @@ def _header(options: Options, database: Database, started: datetime, load_before
             f"queued in batches and of {options.single_messages:,} queued by single POSTs",
             f"- pochta api --workers {options.api_workers}; pochta worker --concurrency "
             f"{options.worker_concurrency}; pochta scheduler; POCHTA_LOG_LEVEL=WARNING",
+            "- webhooks: "
+            + (
+                "one endpoint subscribed to every event, a receiver on loopback answering 200"
+                if options.webhook
+                else "none (--no-webhook)"
+            ),
             "",
         ]
     )
@@ -141,6 +148,11 @@ def run(options: Options) -> int:
         stack.command("migrate")
         key = stack.create_key()
         stack.start_api()
+        # Every event of every phase goes to a subscribed endpoint, as in a deployment
+        # that uses webhooks: the figures include fanning out and sending them.
+        receiver = cleanup.enter_context(WebhookReceiver(keep=False))
+        if options.webhook:
+            stack.subscribe_webhook(key, receiver.url())
         ctx = phases.Context(options, stack, database, broker, sink, key)
         ctx.batch_available = phases.probe_batch(ctx)
         if not ctx.batch_available:
@@ -150,6 +162,7 @@ def run(options: Options) -> int:
             profiled_run(ctx)
         text = _header(options, database, started, load_before) + "\n"
         text += table(rows(results, options, batch_missing=not ctx.batch_available)) + "\n"
+    _say(f"webhook receiver: {receiver.count:,} requests taken")
     _say("\n" + text)
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(text)

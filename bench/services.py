@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -17,8 +18,10 @@ from harness.postfix import smtp_sink_path
 from harness.services import create_database, drop_database
 
 # Every table the messages domain writes; keys stay, so the API key survives a reset.
+# The webhook endpoint stays; what it was sent and owed goes with the messages.
 _MESSAGE_TABLES = (
-    "attempts, recipients, message_tags, idempotency_records, webhook_pending, events, messages"
+    "attempts, recipients, message_tags, idempotency_records, messages, "
+    "webhook_deliveries, webhook_pending, events"
 )
 
 
@@ -59,6 +62,9 @@ def _epoch(value: datetime) -> float:
     return value.replace(tzinfo=UTC).timestamp()
 
 
+RESET_TRIES = 10
+
+
 class Database:
     """A PostgreSQL database of the benchmark's own: created, reset between phases, dropped."""
 
@@ -93,8 +99,19 @@ class Database:
         return ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
 
     def reset(self) -> None:
-        """Empty the message tables, so every phase starts from the same state."""
-        self._conn().execute(f"TRUNCATE {_MESSAGE_TABLES} RESTART IDENTITY")
+        """Empty the message tables, so every phase starts from the same state.
+
+        The scheduler and the webhook pool may still be fanning out or recording the last
+        phase's events: TRUNCATE then loses a deadlock now and again, and simply retries.
+        """
+        for attempt in range(RESET_TRIES):
+            try:
+                self._conn().execute(f"TRUNCATE {_MESSAGE_TABLES} RESTART IDENTITY")
+                return
+            except psycopg.errors.DeadlockDetected:
+                if attempt == RESET_TRIES - 1:
+                    raise
+                time.sleep(0.2)
 
     def _row(self, query: str, params: tuple[object, ...] = ()) -> tuple[object, ...]:
         row = self._conn().execute(query, params).fetchone()

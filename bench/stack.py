@@ -33,6 +33,8 @@ def pochta_env(*, database_url: str, broker_url: str, smtp_port: int) -> dict[st
         POCHTA_SCHEDULER_INTERVAL_SECONDS="0.2",
         # No metrics listener: the port may be taken, and nobody scrapes it here.
         POCHTA_WORKER_METRICS_PORT="0",
+        # The benchmark's webhook receiver listens on loopback (bench/runner.py).
+        POCHTA_WEBHOOK_ALLOW_PRIVATE="true",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -69,6 +71,17 @@ class Stack:
     def create_key(self) -> str:
         """A fresh API key: the last line `pochta keys create` prints."""
         return self.command("keys", "create", "--tenant", "bench", "--name", "bench").split()[-1]
+
+    def subscribe_webhook(self, key: str, url: str) -> None:
+        """An endpoint of the bench tenant at url, subscribed to every event type."""
+        response = httpx.post(
+            f"{self.url}/v1/webhooks",
+            json={"url": url, "description": "bench receiver"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"webhook endpoint: {response.status_code} {response.text[:500]}")
 
     def start(self, name: str, *args: str) -> None:
         log = self.logdir / f"{name}.log"

@@ -22,6 +22,7 @@ from app.relays.state import RelayCondition, RelayState
 from worker.smtp.connection import RelayConnection
 from worker.smtp.errors import RelayError
 from worker.smtp.pool import RelayPool
+from worker.webhook_metrics import OldestUndelivered
 
 log = logging.getLogger("pochta.metrics")
 
@@ -153,7 +154,7 @@ def serve(settings: Settings) -> None:
         return
     host = settings.worker_metrics_host
     try:
-        start_http_server(port, addr=host, registry=scrape_registry())
+        start_http_server(port, addr=host, registry=scrape_registry([OldestUndelivered()]))
     except OSError as error:
         log.warning(
             "worker metrics not served: %s",

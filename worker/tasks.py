@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from celery import Celery, shared_task
 
-from app.outbox.broker import DELIVER_TASK, get_celery
+from app.outbox.broker import DELIVER_TASK, WEBHOOK_TASK, get_celery
 from app.outbox.publisher import CHUNK, publish_or_release
 from worker.delivery_loop import deliver_messages
+from worker.webhooks import send_webhook_task
 
 
 def consuming_app() -> Celery:
-    """The broker's Celery app, with the delivery task (defined here) registered on it."""
+    """The broker's Celery app, with the delivery task (defined here) and the webhook task
+    (worker/webhooks.py) registered on it."""
+    assert send_webhook_task.name == WEBHOOK_TASK
     return get_celery()
 
 

@@ -42,6 +42,8 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     env = dict(os.environ)
     env.update(POCHTA_SMTP_HOST=LOOPBACK, POCHTA_SMTP_PORT=str(args.sink_port))
     env.update(POCHTA_SMTP_SECURITY="none")
+    # A webhook receiver on this machine is what a developer points an endpoint at.
+    env.update(POCHTA_WEBHOOK_ALLOW_PRIVATE="true")
     env.pop("POCHTA_SMTP_USERNAME", None)
     env.pop("POCHTA_SMTP_PASSWORD", None)
     # Every message goes out with a VERP MAIL FROM that `pochta bounces` below reads.

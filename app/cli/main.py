@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=1)
     worker = add("worker", cmd_worker, serves, "deliver queued messages through the relay")
     worker.add_argument("--concurrency", type=int, default=None, help="processes (default: CPUs)")
+    # The webhook pool `pochta worker` starts beside its email pool (app/cli/serve.py).
+    worker.add_argument("--webhooks-only", action="store_true", help=argparse.SUPPRESS)
     add("scheduler", cmd_scheduler, serves, "queue due, scheduled and stuck messages")
     add("relays", cmd_relays, DatabaseNeed.MIGRATED, "each relay's state, rate and open sessions")
     add("migrate", cmd_migrate, DatabaseNeed.CREATES, "bring the database schema up to date")

@@ -7,8 +7,11 @@ The command line is the composition root: the only part of `app` that may import
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -47,19 +50,72 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     from app.metrics import use_private_multiprocess_dir
+
+    if args.webhooks_only:
+        _run_webhook_pool(settings)
+        return
     from app.outbox.broker import QUEUE
 
-    # Before the pool forks: its processes count there, this one serves the sum.
+    # Before the pool forks: its processes count there, this one serves the sum (the
+    # webhook pool's process inherits the directory too).
     use_private_multiprocess_dir("worker")
     from worker.metrics import serve
     from worker.tasks import consuming_app
 
-    serve(settings)
+    webhook_pool = _start_webhook_pool()
+
+    def _stop_both(**_: object) -> None:
+        # Both pools wind down together, within one stop timeout.
+        if webhook_pool.poll() is None:
+            webhook_pool.send_signal(signal.SIGTERM)
+
+    from celery.signals import worker_shutting_down
+
+    worker_shutting_down.connect(_stop_both, weak=False)
+    try:
+        serve(settings)
+        argv = [*_celery_common(settings), "-Q", QUEUE]
+        argv += ["--concurrency", str(args.concurrency or os.cpu_count() or 1)]
+        consuming_app().worker_main(argv)
+    finally:
+        _stop_webhook_pool(webhook_pool)
+
+
+def _celery_common(settings: Settings) -> list[str]:
     # JSON logs are one object a line: no banner (--quiet) among them.
     quiet = ["--quiet"] if settings.log_format is LogFormat.json else []
-    argv = [*quiet, "worker", "-Q", QUEUE, "--loglevel", settings.log_level.upper()]
-    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    argv += ["--concurrency", str(args.concurrency or os.cpu_count() or 1)]
+    argv = [*quiet, "worker", "--loglevel", settings.log_level.upper()]
+    return [*argv, "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def _start_webhook_pool() -> subprocess.Popen[bytes]:
+    """The webhook pool, a process of its own in this worker's group: a stop reaches it."""
+    from app import processes
+
+    argv = [sys.executable, "-m", "app.cli", "worker", "--webhooks-only"]
+    return processes.spawn(argv, new_group=False)
+
+
+def _stop_webhook_pool(pool: subprocess.Popen[bytes]) -> None:
+    if pool.poll() is None:
+        pool.send_signal(signal.SIGTERM)
+    try:
+        pool.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pool.kill()
+        pool.wait()
+
+
+def _run_webhook_pool(settings: Settings) -> None:
+    """Threads consuming only the webhooks queue: requests wait on the network, not the CPU,
+    and one dead endpoint holds these threads, never email's processes (SPEC §7)."""
+    from app.outbox.broker import WEBHOOK_QUEUE
+    from worker.tasks import consuming_app
+
+    # One line per request is ours (pochta.webhooks, with the event and endpoint ids).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    argv = [*_celery_common(settings), "-Q", WEBHOOK_QUEUE, "--pool", "threads"]
+    argv += ["--concurrency", str(settings.webhook_worker_threads), "--hostname", "webhooks@%h"]
     consuming_app().worker_main(argv)
 
 

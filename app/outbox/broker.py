@@ -18,6 +18,10 @@ from app.config import Settings, get_settings
 
 QUEUE = "pochta"
 DELIVER_TASK = "pochta.deliver"
+# Webhook requests have a queue of their own, consumed by a pool of their own, so a slow
+# or dead endpoint never holds up email (SPEC §7).
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_TASK = "pochta.webhook"
 
 
 class _EmbeddedChannel(sqlalchemy.Channel):

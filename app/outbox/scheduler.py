@@ -14,6 +14,7 @@ from app.events.retention import purge_old_events
 from app.idempotency import service as idempotency
 from app.messages.repository import queue
 from app.outbox.publisher import publish_or_release
+from app.outbox.webhooks import dispatch_webhooks
 
 log = logging.getLogger("pochta.scheduler")
 
@@ -71,4 +72,11 @@ def run(stop: threading.Event) -> None:
         except Exception:
             # The database may be restarting: keep going, the next tick tries again.
             log.exception("scheduler tick failed")
+        try:
+            _, published = dispatch_webhooks()
+            if published:
+                log.info("queued %d webhook requests", published, extra={"count": published})
+        except Exception:
+            # Apart from email's: a webhook failure must not stop messages being queued.
+            log.exception("scheduler webhook tick failed")
         stop.wait(interval)

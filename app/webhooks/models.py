@@ -66,11 +66,17 @@ class PendingDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Until then it sits on the broker; after it, the scheduler hands it over again.
     dispatched_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # While set and ahead, a worker holds it and its request is open: it takes one of the
+    # endpoint's POCHTA_WEBHOOK_MAX_IN_FLIGHT slots. A worker that died frees it by expiry.
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
         Index("ix_webhook_pending_pair", "webhook_pk", "event_pk", unique=True),
         Index("ix_webhook_pending_due", "next_attempt_at"),
+        Index("ix_webhook_pending_leased", "webhook_pk", "leased_until"),
+        # A sender that just finished a request takes the endpoint's next due one.
+        Index("ix_webhook_pending_endpoint_due", "webhook_pk", "next_attempt_at"),
     )
 
 

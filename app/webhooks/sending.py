@@ -1,0 +1,283 @@
+"""Sending one owed delivery: claim it, make the signed request, record what came of it.
+
+The request is made outside any transaction; the claim before it and the outcome after it
+are one short transaction each (app/webhooks/pending.py holds their SQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.config import Settings, get_settings
+from app.db import session_scope
+from app.events.schemas import EventOut
+from app.webhooks import pending, retries, signing
+from app.webhooks.addresses import NOT_ALLOWED
+from app.webhooks.models import Delivery, DeliveryStatus, DisabledReason, Webhook, WebhookStatus
+from app.webhooks.secrets import decrypt
+from app.webhooks.transport import AddressNotAllowed, PinnedTransport
+
+log = logging.getLogger("pochta.webhooks")
+
+# What a receiver answers is not read past this: only its status matters.
+BODY_CAP = 64 * 1024
+# An endpoint whose slots are all taken is tried again this soon, no attempt counted.
+BUSY_RETRY_SECONDS = 1.0
+# Requests one task makes at most, following on to the endpoint's next due deliveries.
+FOLLOW_ON = 100
+# A lease outlives the request it covers by this much (the recording after it).
+LEASE_MARGIN_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one request got: a status, or an error where nothing usable came back."""
+
+    status: int | None
+    error: str | None
+    duration_ms: int
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request made and recorded, for the worker's metrics."""
+
+    answer: Answer
+    succeeded: bool
+    webhook_id: str
+    event_created_at: datetime
+    finished_at: datetime
+
+
+def new_client(settings: Settings) -> httpx.Client:
+    """A client for webhook requests: pinned addresses, no redirects, the request timeout."""
+    return httpx.Client(
+        transport=PinnedTransport(allow_private=settings.webhook_allow_private),
+        follow_redirects=False,
+        timeout=settings.webhook_timeout_seconds,
+        headers={"user-agent": "Pochta-Webhooks/1"},
+    )
+
+
+def event_body(claimed: pending.Claimed) -> bytes:
+    """The Event resource as GET /v1/events shows it: the same bytes on every retry."""
+    event = EventOut(
+        id=claimed.event_id,
+        type=claimed.event_type,
+        timestamp=claimed.event_created_at,
+        data=claimed.event_data,
+    )
+    return event.model_dump_json().encode()
+
+
+def deliver_from(
+    pending_id: int,
+    client: httpx.Client,
+    on_sent: Callable[[Sent], None],
+    follow_on: int = FOLLOW_ON,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> int:
+    """Send this delivery, then, while the endpoint keeps answering 2xx, its next due ones
+    (up to follow_on in all, and while keep_going says so); how many requests were made.
+
+    Each sender holds one of the endpoint's slots at a time and takes the next delivery
+    as soon as its request is done, so a healthy endpoint is kept at
+    POCHTA_WEBHOOK_MAX_IN_FLIGHT requests without waiting for the scheduler's next tick.
+    Recording one request and claiming the next are one transaction: one commit each.
+    """
+    settings = get_settings()
+    with session_scope() as session:
+        claimed = _claim(session, pending_id, settings, utcnow())
+    made = 0
+    while isinstance(claimed, pending.Claimed):
+        answer = _request(client, claimed, settings)
+        finished_at = utcnow()
+        following: pending.Claimed | str | None = None
+        try:
+            with session_scope() as session:
+                succeeded = settle(session, claimed, answer, settings, finished_at)
+                # A failing endpoint gets its retries on their schedule only.
+                if succeeded and made + 1 < follow_on and keep_going():
+                    next_id = pending.next_due(
+                        session, webhook_id=claimed.webhook_id, now=finished_at
+                    )
+                    if next_id is not None:
+                        following = _claim(session, next_id, settings, finished_at)
+        except IntegrityError:
+            # The endpoint was deleted while its request was open: its log went with it.
+            log.info("webhook deleted during its request", extra={"webhook_id": claimed.webhook_id})
+            return made
+        made += 1
+        _log(claimed, answer, succeeded)
+        on_sent(Sent(answer, succeeded, claimed.webhook_id, claimed.event_created_at, finished_at))
+        claimed = following
+    return made
+
+
+def deliver(pending_id: int, client: httpx.Client) -> Sent | None:
+    """Send one pending delivery if it is due and its endpoint has a slot; None if not."""
+    sent: list[Sent] = []
+    deliver_from(pending_id, client, on_sent=sent.append, follow_on=1)
+    return sent[0] if sent else None
+
+
+def _claim(
+    session: Session, pending_id: int, settings: Settings, now: datetime
+) -> pending.Claimed | str | None:
+    lease = timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+    return pending.claim(
+        session,
+        pending_id=pending_id,
+        now=now,
+        lease_until=now + lease,
+        max_in_flight=settings.webhook_max_in_flight,
+        busy_until=now + timedelta(seconds=BUSY_RETRY_SECONDS),
+    )
+
+
+def _request(client: httpx.Client, claimed: pending.Claimed, settings: Settings) -> Answer:
+    body = event_body(claimed)
+    secrets = [decrypt(settings, token) for token in claimed.secrets]
+    headers = signing.headers(
+        secrets, message_id=claimed.event_id, timestamp=int(time.time()), body=body
+    )
+    return post(client, claimed.url, body, headers, settings.webhook_timeout_seconds)
+
+
+def _log(claimed: pending.Claimed, answer: Answer, succeeded: bool) -> None:
+    log.info(
+        "webhook %s: %s",
+        "delivered" if succeeded else "failed",
+        answer.status or answer.error,
+        extra={
+            "webhook_id": claimed.webhook_id,
+            "event_id": claimed.event_id,
+            "attempt": claimed.attempt,
+            "response_status": answer.status,
+            "error": answer.error,
+            "duration_ms": answer.duration_ms,
+        },
+    )
+
+
+def post(
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float
+) -> Answer:
+    """POST body; read at most BODY_CAP of the answer, and nothing past the timeout."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        with client.stream(
+            "POST", url, content=body, headers={**headers, "content-type": "application/json"}
+        ) as response:
+            read = 0
+            for chunk in response.iter_raw():
+                read += len(chunk)
+                if read >= BODY_CAP or time.monotonic() - started > timeout:
+                    break
+            return Answer(
+                response.status_code, None, elapsed_ms(), response.headers.get("retry-after")
+            )
+    except AddressNotAllowed:
+        return Answer(None, NOT_ALLOWED, elapsed_ms())
+    except httpx.TimeoutException:
+        return Answer(None, f"timed out after {timeout:g} s", elapsed_ms())
+    except httpx.HTTPError as error:
+        return Answer(None, _describe(error), elapsed_ms())
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    text = str(error) or error.__class__.__name__
+    if isinstance(error, httpx.ConnectError):
+        return f"connection failed: {text}"
+    return text
+
+
+def settle(
+    session: Session,
+    claimed: pending.Claimed,
+    answer: Answer,
+    settings: Settings,
+    now: datetime,
+) -> bool:
+    """Record the request and decide what follows it; whether it was delivered."""
+    succeeded = retries.is_success(answer.status)
+    next_at: datetime | None = None
+    if succeeded:
+        # The common case takes no lock: it frees a slot, which needs no counting.
+        pending.delivered(session, pending_id=claimed.pending_id, webhook_id=claimed.webhook_id)
+    else:
+        webhook = pending.lock_webhook(session, claimed.webhook_id)
+        if webhook is None:
+            return False  # deleted while the request was open: its log went with it
+        next_at = _after_failure(session, webhook, claimed, answer, settings, now)
+    pending.log_request(
+        session,
+        Delivery(
+            webhook_pk=claimed.webhook_id,
+            event_pk=claimed.event_id,
+            event_type=claimed.event_type,
+            attempt=claimed.attempt,
+            status=DeliveryStatus.succeeded if succeeded else DeliveryStatus.failed,
+            response_status=answer.status,
+            error=answer.error,
+            duration_ms=answer.duration_ms,
+            created_at=now,
+            next_attempt_at=next_at,
+        ),
+    )
+    return succeeded
+
+
+def _after_failure(
+    session: Session,
+    webhook: Webhook,
+    claimed: pending.Claimed,
+    answer: Answer,
+    settings: Settings,
+    now: datetime,
+) -> datetime | None:
+    """Disable the endpoint, retry later or give up; when the next request is due, if any."""
+    if answer.status == 410:
+        _disable(session, webhook, DisabledReason.gone, now)
+        return None
+    failing_since = webhook.failing_since or now
+    webhook.failing_since = failing_since
+    if (now - failing_since).total_seconds() >= settings.webhook_disable_after_seconds:
+        _disable(session, webhook, DisabledReason.failing, now)
+        return None
+    delay = retries.next_delay(
+        attempt=claimed.attempt,
+        schedule=settings.webhook_retry_schedule,
+        status=answer.status,
+        retry_after=retries.parse_retry_after(answer.retry_after, now),
+    )
+    if delay is None:
+        pending.finish(session, pending_id=claimed.pending_id)
+        return None
+    next_at = now + timedelta(seconds=delay)
+    pending.reschedule(
+        session, pending_id=claimed.pending_id, attempts=claimed.attempt, next_at=next_at
+    )
+    return next_at
+
+
+def _disable(session: Session, webhook: Webhook, reason: DisabledReason, now: datetime) -> None:
+    webhook.status = WebhookStatus.disabled
+    webhook.disabled_reason = reason
+    webhook.updated_at = now
+    pending.drop_endpoint(session, webhook_id=webhook.id)
+    log.warning("webhook endpoint disabled: %s", reason.value, extra={"webhook_id": webhook.id})

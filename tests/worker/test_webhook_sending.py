@@ -1,0 +1,312 @@
+"""Webhook delivery in-process: fan-out, the signed request, retries, disabling, the
+in-flight cap and the address check at connect, against a real receiver on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app import db
+from app.clock import utcnow
+from app.config import get_settings
+from app.events.types import EventType
+from app.webhooks import pending
+from app.webhooks.models import (
+    Delivery,
+    DeliveryStatus,
+    DisabledReason,
+    PendingDelivery,
+    Webhook,
+    WebhookStatus,
+)
+from app.webhooks.sending import deliver, new_client
+from harness.webhook_receiver import Answer, WebhookReceiver
+from tests.conftest import Env
+from tests.support.webhooks import (
+    add_event,
+    create_endpoint,
+    signatures,
+    verified,
+    verifies_alone,
+)
+
+
+@pytest.fixture
+def receiver(env: Env) -> Iterator[WebhookReceiver]:
+    env["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "true"
+    env["POCHTA_WEBHOOK_RETRY_SCHEDULE"] = "0.01,0.01"
+    with WebhookReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def client(receiver: WebhookReceiver) -> Iterator[httpx.Client]:
+    with new_client(get_settings()) as http:
+        yield http
+
+
+def pump(client: httpx.Client, rounds: int = 200) -> None:
+    """Fan out and send what is due, as the scheduler and the worker would, until idle."""
+    settings = get_settings()
+    for _ in range(rounds):
+        now = utcnow()
+        with db.session_scope() as session:
+            pending.fan_out(session, now=now, limit=500)
+            ids = pending.take_due(
+                session,
+                now=now,
+                until=now + timedelta(seconds=60),
+                limit=500,
+                max_in_flight=settings.webhook_max_in_flight,
+            )
+            left = session.scalar(select(PendingDelivery.id).limit(1))
+        for pending_id in ids:
+            deliver(pending_id, client)
+        if not ids and left is None:
+            return
+    raise AssertionError("deliveries still owed after every round")
+
+
+def deliveries(webhook_id: str) -> list[Delivery]:
+    with db.session_scope() as session:
+        rows = session.scalars(
+            select(Delivery).where(Delivery.webhook_pk == webhook_id).order_by(Delivery.attempt)
+        ).all()
+        session.expunge_all()
+    return list(rows)
+
+
+def webhook(webhook_id: str) -> Webhook:
+    with db.session_scope() as session:
+        row = session.get(Webhook, webhook_id)
+        assert row is not None
+        session.expunge(row)
+    return row
+
+
+def test_an_event_is_sent_signed_to_each_subscribed_endpoint(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    every, every_secret = create_endpoint(receiver.url("/every"))
+    failed_only, _ = create_endpoint(receiver.url("/failed"), [EventType.message_failed])
+    event_id = add_event(EventType.message_sent)
+    pump(client)
+
+    (request,) = receiver.requests("/every")
+    assert request.headers["webhook-id"] == event_id
+    assert request.headers["content-type"] == "application/json"
+    event = verified(request, every_secret)
+    assert (event["id"], event["type"], event["data"]) == (event_id, "message.sent", {"n": 1})
+    assert event["timestamp"].endswith("Z")
+    assert receiver.requests("/failed") == [], "not subscribed to message.sent"
+    (logged,) = deliveries(every)
+    assert (logged.status, logged.response_status, logged.attempt) == (
+        DeliveryStatus.succeeded,
+        200,
+        1,
+    )
+    assert deliveries(failed_only) == []
+
+
+def test_500_twice_then_200_is_three_requests_with_one_webhook_id(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    receiver.script("/hook", 500, 500, 200)
+    webhook_id, secret = create_endpoint(receiver.url())
+    event_id = add_event()
+    pump(client)
+
+    requests = receiver.requests("/hook")
+    assert [r.answered for r in requests] == [500, 500, 200]
+    assert {r.headers["webhook-id"] for r in requests} == {event_id}
+    for request in requests:
+        assert verified(request, secret)["id"] == event_id
+    log = deliveries(webhook_id)
+    assert [(d.attempt, d.status, d.response_status) for d in log] == [
+        (1, DeliveryStatus.failed, 500),
+        (2, DeliveryStatus.failed, 500),
+        (3, DeliveryStatus.succeeded, 200),
+    ]
+    assert log[0].next_attempt_at is not None
+    assert log[2].next_attempt_at is None
+    assert webhook(webhook_id).failing_since is None
+
+
+def test_after_the_last_retry_it_stays_failed(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    receiver.default("/hook", 503)
+    webhook_id, _ = create_endpoint(receiver.url())
+    add_event()
+    pump(client)
+
+    log = deliveries(webhook_id)
+    # The first request and one per delay of the schedule (two here).
+    assert [d.status for d in log] == [DeliveryStatus.failed] * 3
+    assert log[-1].next_attempt_at is None
+    assert webhook(webhook_id).status is WebhookStatus.enabled
+
+
+def test_retry_after_on_429_replaces_the_delay(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    receiver.script("/hook", Answer(429, {"Retry-After": "120"}))
+    webhook_id, _ = create_endpoint(receiver.url())
+    add_event()
+    before = utcnow()
+    with pytest.raises(AssertionError):
+        pump(client, rounds=3)
+    (logged,) = deliveries(webhook_id)
+    assert logged.next_attempt_at is not None
+    assert timedelta(seconds=119) < logged.next_attempt_at - before < timedelta(seconds=125)
+
+
+def test_410_disables_the_endpoint_as_gone(receiver: WebhookReceiver, client: httpx.Client) -> None:
+    receiver.default("/hook", 410)
+    webhook_id, _ = create_endpoint(receiver.url())
+    add_event()
+    add_event()
+    pump(client)
+
+    gone = webhook(webhook_id)
+    assert (gone.status, gone.disabled_reason) == (WebhookStatus.disabled, DisabledReason.gone)
+    assert len(receiver.requests("/hook")) <= 2
+    add_event()
+    pump(client)
+    assert len(receiver.requests("/hook")) <= 2, "a disabled endpoint gets nothing new"
+
+
+def test_an_endpoint_failing_for_the_disable_period_is_disabled(
+    env: Env, receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    env["POCHTA_WEBHOOK_DISABLE_AFTER_SECONDS"] = "0.001"
+    receiver.default("/hook", 500)
+    webhook_id, _ = create_endpoint(receiver.url())
+    add_event()
+    pump(client)
+    off = webhook(webhook_id)
+    assert (off.status, off.disabled_reason) == (WebhookStatus.disabled, DisabledReason.failing)
+
+
+def test_rotation_signs_with_both_secrets_during_the_overlap(
+    env: Env, receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    from app.webhooks import service
+    from tests.support.webhooks import CALLER
+
+    webhook_id, old_secret = create_endpoint(receiver.url())
+    with db.session_scope() as session:
+        new_secret = service.rotate_secret(
+            session, caller=CALLER, webhook_id=webhook_id, settings=get_settings(), now=utcnow()
+        ).secret
+    add_event()
+    pump(client)
+    (request,) = receiver.requests("/hook")
+    first, second = signatures(request)
+    assert verifies_alone(request, first, new_secret)
+    assert verifies_alone(request, second, old_secret)
+    assert not verifies_alone(request, first, old_secret)
+
+    with db.session_scope() as session:
+        row = session.get(Webhook, webhook_id)
+        assert row is not None
+        row.previous_secret_expires_at = utcnow() - timedelta(seconds=1)
+    add_event()
+    pump(client)
+    latest = receiver.requests("/hook")[-1]
+    assert len(signatures(latest)) == 1
+    assert verified(latest, new_secret)
+
+
+def test_a_host_resolving_to_loopback_is_refused_at_connect(
+    env: Env, receiver: WebhookReceiver
+) -> None:
+    # Created while allowed (as a name that resolved publicly would be), sent while not.
+    webhook_id, _ = create_endpoint(receiver.url(host="localhost"))
+    env["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "false"
+    add_event()
+    with new_client(get_settings()) as strict:
+        pump(strict)
+    assert receiver.requests() == []
+    log = deliveries(webhook_id)
+    assert log
+    assert {d.error for d in log} == {"address not allowed"}
+    assert {d.response_status for d in log} == {None}
+
+
+def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
+    env: Env, receiver: WebhookReceiver
+) -> None:
+    env["POCHTA_WEBHOOK_MAX_IN_FLIGHT"] = "2"
+    webhook_id, _ = create_endpoint(receiver.url())
+    for _ in range(5):
+        add_event()
+    now = utcnow()
+    with db.session_scope() as session:
+        pending.fan_out(session, now=now, limit=500)
+        due = pending.take_due(
+            session, now=now, until=now + timedelta(seconds=60), limit=500, max_in_flight=2
+        )
+    assert len(due) == 2, "the scheduler hands over only the free slots"
+    claims = []
+    for pending_id in due:
+        with db.session_scope() as session:
+            claims.append(
+                pending.claim(
+                    session,
+                    pending_id=pending_id,
+                    now=now,
+                    lease_until=now + timedelta(seconds=60),
+                    max_in_flight=2,
+                    busy_until=now + timedelta(seconds=1),
+                )
+            )
+    assert all(isinstance(c, pending.Claimed) for c in claims)
+    with db.session_scope() as session:
+        others = session.scalars(
+            select(PendingDelivery.id).where(PendingDelivery.id.not_in(due))
+        ).all()
+        assert (
+            pending.take_due(
+                session, now=now, until=now + timedelta(seconds=60), limit=500, max_in_flight=2
+            )
+            == []
+        )
+        busy = pending.claim(
+            session,
+            pending_id=others[0],
+            now=now,
+            lease_until=now + timedelta(seconds=60),
+            max_in_flight=2,
+            busy_until=now + timedelta(seconds=1),
+        )
+    assert busy == pending.BUSY
+    with db.session_scope() as session:
+        row = session.get(PendingDelivery, others[0])
+        assert row is not None
+        assert row.attempts == 0, "waiting for a slot is no attempt"
+    assert deliveries(webhook_id) == []
+
+
+def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    from app.webhooks.sending import Sent, deliver_from
+
+    webhook_id, _ = create_endpoint(receiver.url())
+    events = [add_event() for _ in range(5)]
+    now = utcnow()
+    with db.session_scope() as session:
+        pending.fan_out(session, now=now, limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    counted: list[Sent] = []
+    # No scheduler hands the other four over: the one task takes them in turn.
+    assert deliver_from(first, client, on_sent=counted.append) == 5
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests()) == sorted(events)
+    assert all(sent.succeeded for sent in counted)
+    assert len(deliveries(webhook_id)) == 5
