@@ -1,0 +1,196 @@
+"""The messages pages: the list (and its refresh), one message, its raw source, cancel."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Path, Query
+from pydantic import ValidationError
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from app.clock import utcnow
+from app.db import session_scope
+from app.errors import Conflict, InvalidFields, NotFound, validation_problem
+from app.messages import listing, service
+from app.messages.schemas import ListQuery
+from app.messages.states import CANCELABLE, FINAL, MessageStatus
+from app.ui.render import ago, render
+from app.ui.transcript import transcript_lines
+from app.ui.viewer import ViewerDep
+
+router = APIRouter(prefix="/messages")
+
+# The list's filters, as the form names them (those of GET /v1/messages).
+FILTERS = ("status", "tag", "recipient", "created_after", "created_before")
+# What the raw view shows in the page; the download has it all.
+RAW_VIEW_BYTES = 256 * 1024
+# A status refresh names at most a page of messages.
+MAX_REFRESH = 100
+_LOCAL_MINUTE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
+_MESSAGE_ID = re.compile(r"[!-~]{1,64}")
+NOTICES = {
+    "canceled": "The message is canceled: it will not be sent.",
+    "not-cancelable": "That message is already sending or finished; it cannot be canceled.",
+}
+
+
+def message_id_param(message_id: Annotated[str, Path()]) -> str:
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise NotFound("no message with that id")
+    return message_id
+
+
+MessageId = Annotated[str, Depends(message_id_param)]
+
+
+def _as_utc(value: str) -> str:
+    """A browser's datetime-local value (no zone) read as UTC, as the form says."""
+    return (
+        value + ("Z" if value.count(":") == 2 else ":00Z")
+        if _LOCAL_MINUTE.fullmatch(value)
+        else value
+    )
+
+
+def _query(filters: dict[str, str], cursor: str) -> tuple[ListQuery | None, list[str]]:
+    given: dict[str, Any] = {name: value for name, value in filters.items() if value}
+    for name in ("created_after", "created_before"):
+        if name in given:
+            given[name] = _as_utc(given[name])
+    if cursor:
+        given["cursor"] = cursor
+    try:
+        return ListQuery.model_validate(given), []
+    except ValidationError as error:
+        problem = validation_problem(error.errors())
+        return None, [f"{e.loc}: {e.message}" for e in problem.errors or []]
+
+
+@router.get("")
+def messages_page(
+    viewer: ViewerDep,
+    status: str = "",
+    tag: str = "",
+    recipient: str = "",
+    created_after: str = "",
+    created_before: str = "",
+    cursor: str = "",
+) -> Response:
+    """The tenant's messages, newest first, filtered as GET /v1/messages is."""
+    filters = {
+        "status": status.strip(),
+        "tag": tag.strip(),
+        "recipient": recipient.strip(),
+        "created_after": created_after.strip(),
+        "created_before": created_before.strip(),
+    }
+    query, errors = _query(filters, cursor)
+    messages: list[Any] = []
+    next_url = None
+    if query is not None:
+        with session_scope() as db:
+            try:
+                page = listing.list_messages(db, caller=viewer.caller, query=query)
+            except InvalidFields as error:
+                errors = [f"{e.loc}: {e.message}" for e in error.errors or []]
+            else:
+                messages = page.messages
+                if page.next_cursor:
+                    kept = {k: v for k, v in filters.items() if v}
+                    next_url = "/ui/messages?" + urlencode({**kept, "cursor": page.next_cursor})
+    return render(
+        "messages.html",
+        viewer=viewer,
+        messages=messages,
+        filters=filters,
+        statuses=[s.value for s in MessageStatus],
+        errors=errors,
+        next_url=next_url,
+        paged=bool(cursor),
+        now=utcnow(),
+    )
+
+
+@router.get("/status")
+def statuses(viewer: ViewerDep, id: Annotated[list[str], Query()]) -> Response:
+    """The status of each named message, for the list's refresh of rows still in flight."""
+    found = []
+    now = utcnow()
+    with session_scope() as db:
+        for message_id in id[:MAX_REFRESH]:
+            try:
+                message = service.get_message(db, caller=viewer.caller, message_id=message_id)
+            except NotFound:
+                continue
+            found.append(
+                {
+                    "id": message.id,
+                    "status": message.status.value,
+                    "final": message.status in FINAL,
+                    "attempt_count": message.attempt_count,
+                    "updated": ago(message.updated_at, now),
+                }
+            )
+    return JSONResponse({"data": found})
+
+
+@router.get("/{message_id}")
+def message_page(message_id: MessageId, viewer: ViewerDep, notice: str = "") -> Response:
+    """One message: headers, recipients with the relay's replies, every attempt's dialogue."""
+    with session_scope() as db:
+        message = service.get_message(db, caller=viewer.caller, message_id=message_id)
+        # The transcript column is loaded here, attempt by attempt, while the session is open.
+        attempts = [(attempt, transcript_lines(attempt.transcript)) for attempt in message.attempts]
+        return render(
+            "message.html",
+            viewer=viewer,
+            message=message,
+            attempts=attempts,
+            cancelable=message.status in CANCELABLE,
+            notice=NOTICES.get(notice),
+            now=utcnow(),
+        )
+
+
+@router.get("/{message_id}/raw")
+def raw_page(message_id: MessageId, viewer: ViewerDep) -> Response:
+    """The RFC 5322 source as text in the page (the first 256 KiB), with a download link."""
+    with session_scope() as db:
+        raw = service.get_raw(db, caller=viewer.caller, message_id=message_id)
+    return render(
+        "raw.html",
+        viewer=viewer,
+        message_id=message_id,
+        source=raw[:RAW_VIEW_BYTES].decode("utf-8", errors="replace"),
+        size=len(raw),
+        cut=len(raw) > RAW_VIEW_BYTES,
+    )
+
+
+@router.get("/{message_id}/raw.eml")
+def raw_download(message_id: MessageId, viewer: ViewerDep) -> Response:
+    """The exact bytes, as a file."""
+    with session_scope() as db:
+        raw = service.get_raw(db, caller=viewer.caller, message_id=message_id)
+    return Response(
+        raw,
+        media_type="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="{message_id}.eml"'},
+    )
+
+
+@router.post("/{message_id}/cancel")
+def cancel(
+    message_id: MessageId, viewer: ViewerDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    """Stop a message no worker holds yet; back to its page saying what happened."""
+    viewer.authorize_change(csrf)
+    notice = "canceled"
+    with session_scope() as db:
+        try:
+            service.cancel_message(db, caller=viewer.caller, message_id=message_id, now=utcnow())
+        except Conflict:
+            notice = "not-cancelable"
+    return RedirectResponse(f"/ui/messages/{message_id}?notice={notice}", status_code=303)
