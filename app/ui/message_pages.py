@@ -102,6 +102,7 @@ def messages_page(
                     next_url = "/ui/messages?" + urlencode({**kept, "cursor": page.next_cursor})
     return render(
         "messages.html",
+        status_code=422 if errors else 200,
         viewer=viewer,
         messages=messages,
         filters=filters,

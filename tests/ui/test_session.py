@@ -1,4 +1,4 @@
-"""The dashboard's session, CSRF and headers, in-process (the browser tests are test_dashboard.py)."""
+"""The dashboard's session, CSRF and headers, in-process (browsers: test_dashboard.py)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def test_an_altered_cookie_is_no_session(ui: TestClient) -> None:
     sign_in(ui, make_key())
     value = ui.cookies["pochta_session"]
     ui.cookies.clear()
-    ui.cookies.set("pochta_session", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"), path="/ui")
+    ui.cookies.set(
+        "pochta_session", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"), path="/ui"
+    )
     assert ui.get("/ui/messages", follow_redirects=False).status_code == 303
 
 
