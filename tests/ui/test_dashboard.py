@@ -187,7 +187,8 @@ def test_a_post_without_the_csrf_token_is_refused(running: Running, watched: Wat
         running.url, key, to=["csrf@example.org"], subject="Kept", send_at=in_seconds(3600)
     )
     sign_in(page, key)
-    for form in ({}, {"csrf": "not-the-token"}):
+    forms: list[dict[str, str | float | bool]] = [{}, {"csrf": "not-the-token"}]
+    for form in forms:
         refused = page.request.post(f"/ui/messages/{message_id}/cancel", form=form)
         assert refused.status == 403
         assert "CSRF" in refused.text()
