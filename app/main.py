@@ -14,6 +14,7 @@ from app import runtime
 from app.api import (
     access_log,
     docs_pages,
+    events,
     health,
     idempotency,
     messages,
@@ -101,6 +102,7 @@ def create_app() -> FastAPI:
     idempotency.install(app)
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(events.router)
     app.include_router(metrics.router)
     openapi.install(app)
     docs_pages.install(app)

@@ -4,7 +4,8 @@ Writing each outcome on its own cost several times the SMTP transaction it recor
 (a transaction, a row lock, three statements and the ORM's unit of work, per message).
 A task keeps what the relay said in memory and writes a group at once: one statement
 that checks and locks the messages still held, then one executemany each for
-recipients, attempts and messages.
+recipients, attempts, messages and their events (message.deferred or the final status:
+written with the change, so neither is ever seen without the other).
 
 An outcome waits only briefly: the group is written as soon as the SMTP transactions
 it covers span FLUSH_AFTER (from the start of the oldest). So what is sent but not yet
@@ -21,11 +22,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.events.messages import settled_event
+from app.events.writer import add_events
 from app.messages.models import Message
 from app.messages.relay_results import AttemptResult
 from app.messages.repository import recording as repository
@@ -48,6 +52,8 @@ class _Outcome:
     result: AttemptResult
     settlement: Settlement
     held_until: datetime
+    # Built as the attempt is added: the group's row locks are not held while it is.
+    event: dict[str, Any] | None
 
 
 class Recorder:
@@ -61,7 +67,8 @@ class Recorder:
     def add(self, message: Message, result: AttemptResult, held_until: datetime) -> None:
         """Keep an attempt to record; write the group once its transactions span FLUSH_AFTER."""
         settlement = settle_attempt(message=message, result=result, retry=self._retry)
-        self._pending.append(_Outcome(message, result, settlement, held_until))
+        event = settled_event(message, settlement)
+        self._pending.append(_Outcome(message, result, settlement, held_until, event))
         if utcnow() - self._pending[0].result.started_at >= FLUSH_AFTER:
             self.flush()
 
@@ -91,10 +98,9 @@ class Recorder:
             try:
                 with self._session.begin():
                     held = repository.lock_held(self._session, holds=holds)
-                    repository.add_attempts(
-                        self._session,
-                        settled=[o.settlement for o in pending if o.message.id in held],
-                    )
+                    written = [o for o in pending if o.message.id in held]
+                    repository.add_attempts(self._session, settled=[o.settlement for o in written])
+                    add_events(self._session, [o.event for o in written if o.event is not None])
                 return held
             except DBAPIError as error:
                 if not _database_away(error) or utcnow() + timedelta(seconds=delay) > last_lease:

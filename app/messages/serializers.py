@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from app.messages.batch import ItemOutcome
+from typing import TYPE_CHECKING
+
 from app.messages.models import Message
 from app.messages.new_message import NewMessage
 from app.messages.schemas import AttemptOut, BatchItemResult, MessageOut, RecipientOut
 
+if TYPE_CHECKING:
+    # For the annotation only: batch imports the service, which writes events built here.
+    from app.messages.batch import ItemOutcome
 
-def message_out(message: Message | NewMessage) -> MessageOut:
+
+def message_out(message: Message | NewMessage, *, with_attempts: bool = True) -> MessageOut:
+    """The Message resource; without attempts (left unloaded) for an event's snapshot."""
     return MessageOut(
         id=message.id,
         status=message.status,
@@ -51,7 +57,7 @@ def message_out(message: Message | NewMessage) -> MessageOut:
                 smtp_reply=a.smtp_reply,
                 error=a.error,
             )
-            for a in message.attempts
+            for a in (message.attempts if with_attempts else ())
         ],
     )
 

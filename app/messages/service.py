@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import Conflict, InvalidFields, NotFound, PayloadTooLarge
+from app.events.messages import canceled_event
+from app.events.writer import add_events
 from app.ids import new_id
 from app.keys.service import Caller
 from app.messages.addresses import parse_mailbox
@@ -127,8 +129,11 @@ def get_raw(session: Session, *, caller: Caller, message_id: str) -> bytes:
 
 
 def cancel_message(session: Session, *, caller: Caller, message_id: str, now: datetime) -> Message:
-    """Cancel a message no worker holds yet; Conflict if it is sending or finished."""
+    """Cancel a message no worker holds yet, with its message.canceled event; Conflict if
+    it is sending or finished."""
     if not repository.cancel(session, tenant=caller.tenant, message_id=message_id, now=now):
         message = get_message(session, caller=caller, message_id=message_id)
         raise Conflict(f"message {message_id} is {message.status.value} and cannot be canceled")
-    return get_message(session, caller=caller, message_id=message_id)
+    message = get_message(session, caller=caller, message_id=message_id)
+    add_events(session, [canceled_event(message, now)])
+    return message

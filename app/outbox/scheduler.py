@@ -10,6 +10,7 @@ from datetime import timedelta
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import session_scope
+from app.events.retention import purge_old_events
 from app.idempotency import service as idempotency
 from app.messages.repository import queue
 from app.outbox.publisher import publish_or_release
@@ -66,6 +67,7 @@ def run(stop: threading.Event) -> None:
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_INTERVAL
                 purge_idempotency_records()
+                purge_old_events()
         except Exception:
             # The database may be restarting: keep going, the next tick tries again.
             log.exception("scheduler tick failed")
