@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PochtaError
-from app.ui import auth_pages, message_pages
+from app.ui import auth_pages, event_pages, message_pages
 from app.ui.render import render
 from app.ui.viewer import Refused, SignInRequired
 
@@ -103,6 +103,7 @@ def create_ui() -> FastAPI:
     ui = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     ui.include_router(auth_pages.router)
     ui.include_router(message_pages.router)
+    ui.include_router(event_pages.router)
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
     _install_handlers(ui)
     return ui

@@ -7,28 +7,26 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query
-from pydantic import ValidationError
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.clock import utcnow
 from app.db import session_scope
-from app.errors import Conflict, InvalidFields, NotFound, validation_problem
+from app.errors import Conflict, InvalidFields, NotFound
 from app.messages import listing, service
 from app.messages.schemas import ListQuery
 from app.messages.states import CANCELABLE, FINAL, MessageStatus
+from app.ui import event_pages
+from app.ui.forms import field_errors, read_query
 from app.ui.render import ago, render
 from app.ui.transcript import transcript_lines
 from app.ui.viewer import ViewerDep
 
 router = APIRouter(prefix="/messages")
 
-# The list's filters, as the form names them (those of GET /v1/messages).
-FILTERS = ("status", "tag", "recipient", "created_after", "created_before")
 # What the raw view shows in the page; the download has it all.
 RAW_VIEW_BYTES = 256 * 1024
 # A status refresh names at most a page of messages.
 MAX_REFRESH = 100
-_LOCAL_MINUTE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
 _MESSAGE_ID = re.compile(r"[!-~]{1,64}")
 NOTICES = {
     "canceled": "The message is canceled: it will not be sent.",
@@ -43,29 +41,6 @@ def message_id_param(message_id: Annotated[str, Path()]) -> str:
 
 
 MessageId = Annotated[str, Depends(message_id_param)]
-
-
-def _as_utc(value: str) -> str:
-    """A browser's datetime-local value (no zone) read as UTC, as the form says."""
-    return (
-        value + ("Z" if value.count(":") == 2 else ":00Z")
-        if _LOCAL_MINUTE.fullmatch(value)
-        else value
-    )
-
-
-def _query(filters: dict[str, str], cursor: str) -> tuple[ListQuery | None, list[str]]:
-    given: dict[str, Any] = {name: value for name, value in filters.items() if value}
-    for name in ("created_after", "created_before"):
-        if name in given:
-            given[name] = _as_utc(given[name])
-    if cursor:
-        given["cursor"] = cursor
-    try:
-        return ListQuery.model_validate(given), []
-    except ValidationError as error:
-        problem = validation_problem(error.errors())
-        return None, [f"{e.loc}: {e.message}" for e in problem.errors or []]
 
 
 @router.get("")
@@ -86,7 +61,7 @@ def messages_page(
         "created_after": created_after.strip(),
         "created_before": created_before.strip(),
     }
-    query, errors = _query(filters, cursor)
+    query, errors = read_query(ListQuery, filters, cursor)
     messages: list[Any] = []
     next_url = None
     if query is not None:
@@ -94,7 +69,7 @@ def messages_page(
             try:
                 page = listing.list_messages(db, caller=viewer.caller, query=query)
             except InvalidFields as error:
-                errors = [f"{e.loc}: {e.message}" for e in error.errors or []]
+                errors = field_errors(error)
             else:
                 messages = page.messages
                 if page.next_cursor:
@@ -144,11 +119,13 @@ def message_page(message_id: MessageId, viewer: ViewerDep, notice: str = "") -> 
         message = service.get_message(db, caller=viewer.caller, message_id=message_id)
         # The transcript column is loaded here, attempt by attempt, while the session is open.
         attempts = [(attempt, transcript_lines(attempt.transcript)) for attempt in message.attempts]
+        events = event_pages.message_events(db, caller=viewer.caller, message_id=message.id)
         return render(
             "message.html",
             viewer=viewer,
             message=message,
             attempts=attempts,
+            events=[(e, event_pages.summary(e), event_pages.pretty(e)) for e in events],
             cancelable=message.status in CANCELABLE,
             notice=NOTICES.get(notice),
             now=utcnow(),

@@ -58,6 +58,7 @@ def test_a_sent_message_turns_sent_in_the_list_without_a_reload(
     expect(page.locator("h1.subject")).to_have_text("Hello Billy")
     expect(page.locator(".recipients")).to_contain_text("watch@example.org")
     expect(page.locator(".recipients")).to_contain_text("250")
+    expect(page.locator(".events .event")).to_have_text(["message.sent"])
     shoot(page, "message-sent")
 
     assert all(url.startswith(running.url) for url in watched.requests), watched.requests
@@ -154,8 +155,18 @@ def test_a_scheduled_message_is_canceled_from_its_page(running: Running, watched
     expect(page.locator(".notice")).to_contain_text("canceled")
     expect(page.locator(".heading .badge")).to_have_text("canceled")
     expect(page.locator("text=Cancel this message")).to_have_count(0)
+    expect(page.locator(".events .event")).to_have_text(["message.canceled"])
     shoot(page, "message-canceled")
     assert api_get(running.url, key, f"/v1/messages/{message_id}")["status"] == "canceled"
+
+    page.click("nav >> text=Events")
+    page.select_option("select[name=type]", "message.canceled")
+    page.click(".filters button[type=submit]")
+    row = page.locator(f"tr:has(a[href='/ui/messages/{message_id}'])")
+    expect(row.locator(".event")).to_have_text("message.canceled")
+    row.locator("summary").click()
+    expect(row.locator("pre.json")).to_contain_text('"status": "canceled"')
+    shoot(page, "events")
 
 
 def test_a_read_key_sees_everything_and_changes_nothing(running: Running, watched: Watched) -> None:
