@@ -21,6 +21,7 @@ from app.api import (
     metrics,
     openapi,
     problems,
+    webhooks,
 )
 from app.config import get_settings
 from app.errors import PayloadTooLarge
@@ -104,6 +105,7 @@ def create_app() -> FastAPI:
     app.include_router(messages.router)
     app.include_router(events.router)
     app.include_router(metrics.router)
+    app.include_router(webhooks.router)
     openapi.install(app)
     docs_pages.install(app)
     ui.install(app)

@@ -1,0 +1,45 @@
+"""An endpoint's deliveries log a page at a time, newest first, with an opaque cursor.
+
+Keyset pages on (created_at, id) as GET /v1/messages has them (app/messages/listing.py,
+whose cursor format this reuses): the cursor carries the position and a fingerprint of
+the endpoint and filters, and is refused (422) with others.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import orjson
+from sqlalchemy.orm import Session
+
+from app.messages.listing import Position, decode_cursor, encode_cursor
+from app.webhooks import repository
+from app.webhooks.models import Delivery, Webhook
+from app.webhooks.schemas import DeliveryQuery
+
+
+def _fingerprint(query: DeliveryQuery, webhook: Webhook) -> str:
+    canonical = [webhook.id, query.event_id, query.status.value if query.status else None]
+    digest = hashlib.sha256(orjson.dumps(canonical)).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode()
+
+
+def page_of_deliveries(
+    session: Session, *, webhook: Webhook, query: DeliveryQuery
+) -> tuple[list[Delivery], str | None]:
+    made_for = _fingerprint(query, webhook)
+    after = decode_cursor(query.cursor, made_for) if query.cursor else None
+    rows = repository.deliveries_page(
+        session,
+        webhook_pk=webhook.id,
+        event_id=query.event_id,
+        status=query.status,
+        before=(after.created_at, after.id) if after else None,
+        limit=query.limit + 1,
+    )
+    page = rows[: query.limit]
+    last = page[-1] if page else None
+    more = len(rows) > query.limit and last is not None
+    cursor = encode_cursor(Position(last.created_at, last.id), made_for) if more and last else None
+    return page, cursor
