@@ -21,6 +21,7 @@ from app.api import (
     metrics,
     openapi,
     problems,
+    suppressions,
     webhooks,
 )
 from app.config import get_settings
@@ -106,6 +107,7 @@ def create_app() -> FastAPI:
     app.include_router(events.router)
     app.include_router(metrics.router)
     app.include_router(webhooks.router)
+    app.include_router(suppressions.router)
     openapi.install(app)
     docs_pages.install(app)
     ui.install(app)

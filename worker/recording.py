@@ -35,6 +35,8 @@ from app.messages.relay_results import AttemptResult
 from app.messages.repository import recording as repository
 from app.messages.settlement import RetryPolicy, Settlement, settle_attempt
 from app.messages.states import MessageStatus
+from app.suppressions.metrics import count_created
+from app.suppressions.service import suppress_many
 from worker.metrics import record_attempt
 
 log = logging.getLogger("pochta.worker")
@@ -101,6 +103,12 @@ class Recorder:
                     written = [o for o in pending if o.message.id in held]
                     repository.add_attempts(self._session, settled=[o.settlement for o in written])
                     add_events(self._session, [o.event for o in written if o.event is not None])
+                    suppressed = suppress_many(
+                        self._session,
+                        entries=[entry for o in written for entry in o.settlement.suppress],
+                        now=utcnow(),
+                    )
+                count_created(s["reason"] for s in suppressed)
                 return held
             except DBAPIError as error:
                 if not _database_away(error) or utcnow() + timedelta(seconds=delay) > last_lease:

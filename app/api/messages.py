@@ -24,7 +24,9 @@ from app.messages.schemas import (
     SubmitMessage,
 )
 from app.messages.serializers import batch_item_out, message_out
+from app.messages.suppressed import suppressed_count
 from app.outbox.doorbell import doorbell
+from app.suppressions.metrics import count_refused
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"], route_class=AuthenticatedRoute)
 
@@ -57,6 +59,8 @@ async def submit_message(
         if due:
             work.after_commit(lambda: doorbell.ring(due))
         work.after_commit(count_accepted)
+        refused = suppressed_count([message])
+        work.after_commit(lambda: count_refused(refused))
         location = f"/v1/messages/{message.id}"
         response.headers["Location"] = location
         return idempotency.keep(message_out(message), status=202, location=location)
@@ -87,6 +91,8 @@ async def submit_batch(
         due = service.due_now(o.message for o in outcomes if o.message)
         accepted = sum(1 for o in outcomes if o.message)
         work.after_commit(lambda: count_accepted(accepted))
+        refused = suppressed_count([o.message for o in outcomes if o.message])
+        work.after_commit(lambda: count_refused(refused))
         if due:
             work.after_commit(lambda: doorbell.ring(due))
         results = BatchResults(results=[batch_item_out(outcome) for outcome in outcomes])

@@ -16,6 +16,7 @@ from app.messages.new_message import NewMessage
 from app.messages.repository import api as repository
 from app.messages.schemas import SubmitMessage
 from app.messages.service import prepare_message
+from app.messages.suppressed import apply_suppressions
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,5 +48,7 @@ def submit_batch(
             outcomes.append(ItemOutcome(index, error=error))
         else:
             outcomes.append(ItemOutcome(index, message=message))
-    repository.add_messages(session, [o.message for o in outcomes if o.message is not None])
+    accepted = [o.message for o in outcomes if o.message is not None]
+    apply_suppressions(session, tenant=caller.tenant, messages=accepted, now=now)
+    repository.add_messages(session, accepted)
     return outcomes

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from app.bounces.classes import BounceClass
 from app.messages.addresses import parse_mailbox
 from app.messages.fields import (
     MAX_HEADER_VALUE_CHARS,
@@ -138,7 +139,12 @@ class RecipientOut(BaseModel):
     attempts: int
     error: str | None = Field(
         description="Pochta's own note where the relay's reply does not tell the whole "
-        "story (`gave up after 5 attempts`, `retry lifetime of 5 days exceeded`), else null."
+        "story (`gave up after 5 attempts`, `retry lifetime of 5 days exceeded`, "
+        "`suppressed: hard_bounce`), else null."
+    )
+    bounce_class: BounceClass | None = Field(
+        default=None,
+        description="What kind of refusal the last reply was (SPEC §8); null if none.",
     )
 
 
@@ -153,6 +159,7 @@ class AttemptOut(BaseModel):
     enhanced_code: str | None
     smtp_reply: str | None
     error: str | None
+    bounce_class: BounceClass | None = None
 
 
 class MessageOut(BaseModel):

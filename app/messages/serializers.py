@@ -41,6 +41,7 @@ def message_out(message: Message | NewMessage, *, with_attempts: bool = True) ->
                 smtp_reply=r.smtp_reply,
                 attempts=r.attempts,
                 error=r.error,
+                bounce_class=r.bounce_class,
             )
             for r in message.recipients
         ],
@@ -56,6 +57,7 @@ def message_out(message: Message | NewMessage, *, with_attempts: bool = True) ->
                 enhanced_code=a.enhanced_code,
                 smtp_reply=a.smtp_reply,
                 error=a.error,
+                bounce_class=a.bounce_class,
             )
             for a in (message.attempts if with_attempts else ())
         ],

@@ -23,6 +23,7 @@ from app.messages.schemas import SubmitMessage
 from app.messages.states import (
     MessageStatus,
 )
+from app.messages.suppressed import apply_suppressions
 
 
 def _recipients(submit: SubmitMessage) -> list[NewRecipient]:
@@ -44,6 +45,7 @@ def submit_message(
 ) -> NewMessage:
     """Check the limits, build the bytes once and store the message with its recipients."""
     message = prepare_message(caller=caller, submit=submit, settings=settings, now=now)
+    apply_suppressions(session, tenant=caller.tenant, messages=[message], now=now)
     repository.add_messages(session, [message])
     return message
 

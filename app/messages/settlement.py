@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from app.bounces.classes import SUPPRESSING, BounceClass
+from app.bounces.rules import classify
 from app.messages.models import Message
-from app.messages.relay_results import AttemptResult
+from app.messages.relay_results import AttemptResult, RecipientResult
 from app.messages.states import (
     OPEN_RECIPIENT,
     AttemptOutcome,
@@ -23,6 +25,8 @@ from app.messages.states import (
     attempt_outcome_for,
     message_status_for,
 )
+from app.suppressions.models import SuppressionReason
+from app.suppressions.service import NewSuppression
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ class RecipientChange:
     attempts: int
     # Why Pochta stopped where the reply alone would not say (it asked to try later).
     error: str | None
+    # What kind of refusal it was (SPEC §8); None when the relay took it.
+    bounce_class: BounceClass | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,7 @@ class AttemptRecord:
     enhanced_code: str | None
     smtp_reply: str | None
     error: str | None
+    bounce_class: BounceClass | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,8 @@ class Settlement:
     attempt: AttemptRecord
     # Set when this attempt ended the retries: the note its deferred recipients failed with.
     gave_up: str | None = None
+    # Addresses this attempt proved wrong (failed, bad_mailbox or bad_domain), to suppress.
+    suppress: tuple[NewSuppression, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,7 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
 
     statuses = {r.id: r.status for r in message.recipients}
     changes = []
+    suppress = []
     for row in tried:
         outcome = result.recipients[row.email]
         status = outcome.status
@@ -131,21 +141,34 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
                 smtp_reply=reply.text if reply else outcome.note,
                 attempts=row.attempts + 1,
                 error=error,
+                bounce_class=_class_of(status, outcome, result),
             )
         )
+        if status is RecipientStatus.failed and changes[-1].bounce_class in SUPPRESSING:
+            suppress.append(_hard_bounce(message, row.email, changes[-1]))
 
     last = result.reply
+    attempt_outcome = attempt_outcome_for(result.recipients[r.email].status for r in tried)
     attempt = AttemptRecord(
         number=message.attempt_count + 1,
         started_at=result.started_at,
         finished_at=now,
         relay=result.relay,
-        outcome=attempt_outcome_for(result.recipients[r.email].status for r in tried),
+        outcome=attempt_outcome,
         stage=result.stage,
         smtp_code=last.code if last else None,
         enhanced_code=last.enhanced if last else result.enhanced,
         smtp_reply=last.text if last else None,
         error=result.error,
+        bounce_class=None
+        if attempt_outcome is AttemptOutcome.sent
+        else classify(
+            last.code if last else None,
+            last.enhanced if last else result.enhanced,
+            last.text if last else None,
+            stage=result.stage,
+            error=result.error,
+        ),
     )
     message_status = message_status_for(statuses.values())
     return Settlement(
@@ -157,6 +180,34 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
         recipients=changes,
         attempt=attempt,
         gave_up=gave_up,
+        suppress=tuple(suppress),
+    )
+
+
+def _class_of(
+    status: RecipientStatus, outcome: RecipientResult, result: AttemptResult
+) -> BounceClass | None:
+    """The bounce class of a recipient's refusal; None when the relay took it."""
+    if status is RecipientStatus.sent:
+        return None
+    reply = outcome.reply
+    if reply is None:
+        return classify(None, outcome.enhanced, None, stage=result.stage, error=outcome.note)
+    return classify(reply.code, reply.enhanced, reply.text, stage=result.stage)
+
+
+def _hard_bounce(message: Message, email: str, change: RecipientChange) -> NewSuppression:
+    return NewSuppression(
+        tenant=message.tenant,
+        email=email,
+        reason=SuppressionReason.hard_bounce,
+        source={
+            "message_id": message.id,
+            "smtp_code": change.smtp_code,
+            "enhanced_code": change.enhanced_code,
+            "smtp_reply": change.smtp_reply,
+            "bounce_class": change.bounce_class,
+        },
     )
 
 

@@ -66,6 +66,8 @@ def test_greylisted_until_the_attempts_run_out_says_it_gave_up(
         "smtp_reply": "Greylisted, try later",
         "attempts": 3,
         "error": "gave up after 3 attempts",
+        # Greylisting is policy (SPEC §8): it never suppresses the address.
+        "bounce_class": "policy",
     }
     (line,) = failure_lines(caplog, message_id)
     assert line["msg"] == (

@@ -52,6 +52,7 @@ _SETTLE_RECIPIENT = (
         smtp_reply=bindparam("r_smtp_reply"),
         attempts=bindparam("r_attempts"),
         error=bindparam("r_error"),
+        bounce_class=bindparam("r_bounce_class"),
     )
 )
 _SETTLE_MESSAGE = (
@@ -83,6 +84,7 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
             "r_smtp_reply": change.smtp_reply,
             "r_attempts": change.attempts,
             "r_error": change.error,
+            "r_bounce_class": change.bounce_class,
         }
         for settlement in settled
         for change in settlement.recipients
@@ -121,4 +123,5 @@ def _attempt_row(message_id: str, attempt: AttemptRecord) -> dict[str, object]:
         "enhanced_code": attempt.enhanced_code,
         "smtp_reply": attempt.smtp_reply,
         "error": attempt.error,
+        "bounce_class": attempt.bounce_class,
     }
