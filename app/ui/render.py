@@ -58,7 +58,11 @@ _environment = Environment(
 _environment.filters.update(ago=ago, iso=iso, reply_class=reply_class)
 _environment.tests.update(in_flight=in_flight)
 # The header's links: one per page of the dashboard.
-_environment.globals["nav"] = [("/ui/messages", "Messages"), ("/ui/events", "Events")]
+_environment.globals["nav"] = [
+    ("/ui/messages", "Messages"),
+    ("/ui/events", "Events"),
+    ("/ui/suppressions", "Suppressions"),
+]
 
 
 def render(name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select, update
@@ -272,3 +273,63 @@ def test_the_pages_fit_a_narrow_phone(running: Running, watched: Watched) -> Non
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"{path} is {width} px wide at 360"
         shoot(page, name)
+
+
+def test_an_address_is_suppressed_and_removed_from_the_page(
+    running: Running, watched: Watched
+) -> None:
+    page = watched.page
+    key = make_scoped_key(KeyScope.full)
+    sign_in(page, key)
+    page.click("nav >> text=Suppressions")
+    form = page.locator("form.add-suppression")
+    form.locator("input[name=email]").fill("Unsub@Example.org")
+    form.locator("select[name=reason]").select_option("unsubscribe")
+    form.locator("input[name=note]").fill("asked by <b>phone</b>")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".notice")).to_contain_text("suppressed")
+    row = page.locator("tr[data-email='Unsub@example.org']")
+    expect(row.locator(".tag")).to_have_text("unsubscribe")
+    expect(row).to_contain_text("asked by <b>phone</b>")
+    shoot(page, "suppressions")
+    entry = api_get(running.url, key, "/v1/suppressions/unsub@example.org")
+    assert entry["reason"] == "unsubscribe"
+
+    row.locator("button", has_text="Remove").click()
+    expect(page.locator(".notice")).to_contain_text("may be sent to again")
+    expect(page.locator("tr[data-email='Unsub@example.org']")).to_have_count(0)
+    gone = httpx.get(
+        f"{running.url}/v1/suppressions/unsub@example.org",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert gone.status_code == 404
+
+
+def test_a_read_key_cannot_suppress_or_remove(running: Running, watched: Watched) -> None:
+    page = watched.page
+    full = make_scoped_key(KeyScope.full, tenant="readers")
+    put = httpx.put(
+        f"{running.url}/v1/suppressions/kept@example.org",
+        json={"reason": "manual"},
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert put.status_code == 201, put.text
+    sign_in(page, make_scoped_key(KeyScope.read, tenant="readers"))
+    page.goto("/ui/suppressions")
+    expect(page.locator("tr[data-email='kept@example.org']")).to_have_count(1)
+    expect(page.locator("form.add-suppression")).to_have_count(0)
+    expect(page.locator("button", has_text="Remove")).to_have_count(0)
+    token = page.locator("form[action='/ui/logout'] input[name=csrf]").get_attribute("value")
+    assert token
+    for path, form in (
+        ("/ui/suppressions", {"csrf": token, "email": "new@example.org"}),
+        ("/ui/suppressions/remove", {"csrf": token, "email": "kept@example.org"}),
+    ):
+        refused = page.request.post(path, form=dict(form))
+        assert refused.status == 403, path
+    assert api_get(running.url, full, "/v1/suppressions/kept@example.org")["reason"] == "manual"
+    missing = httpx.get(
+        f"{running.url}/v1/suppressions/new@example.org",
+        headers={"Authorization": f"Bearer {full}"},
+    )
+    assert missing.status_code == 404
