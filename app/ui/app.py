@@ -19,7 +19,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PochtaError
-from app.ui import auth_pages, event_pages, message_pages, suppression_pages
+from app.ui import (
+    auth_pages,
+    event_pages,
+    message_pages,
+    suppression_pages,
+    webhook_pages,
+)
 from app.ui.render import render
 from app.ui.viewer import Refused, SignInRequired
 
@@ -104,6 +110,7 @@ def create_ui() -> FastAPI:
     ui.include_router(auth_pages.router)
     ui.include_router(message_pages.router)
     ui.include_router(event_pages.router)
+    ui.include_router(webhook_pages.router)
     ui.include_router(suppression_pages.router)
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
     _install_handlers(ui)

@@ -61,6 +61,7 @@ _environment.tests.update(in_flight=in_flight)
 _environment.globals["nav"] = [
     ("/ui/messages", "Messages"),
     ("/ui/events", "Events"),
+    ("/ui/webhooks", "Webhooks"),
     ("/ui/suppressions", "Suppressions"),
 ]
 

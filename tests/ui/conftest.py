@@ -48,6 +48,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     env = Env(backend="sqlite", values=dict(BASE_ENV))
     env.values["POCHTA_DATABASE_URL"] = f"sqlite:///{tmp}/pochta.db"
     env.values["POCHTA_BROKER_URL"] = f"sqla+sqlite:///{tmp}/broker.db"
+    # Webhook endpoints on loopback (nothing is delivered: the tests look at the log).
+    env.values["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "true"
     with ScriptedRelay() as relay:
         env.values["POCHTA_SMTP_HOST"] = relay.host
         env.values["POCHTA_SMTP_PORT"] = str(relay.port)
