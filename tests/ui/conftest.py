@@ -1,8 +1,8 @@
 """Fixtures of the dashboard tests: Pochta's processes, a scripted relay, headless Chromium.
 
-One stack (api, worker, scheduler on SQLite) and one relay serve every browser test of a
-module: tests keep apart by using addresses of their own. Each test gets a fresh browser
-context, so no cookie passes from one to the next.
+One stack (api, worker, scheduler on SQLite) and one relay serve every browser test of
+tests/ui: tests keep apart by using addresses and tenants of their own. Each test gets a
+fresh browser context, so no cookie passes from one to the next.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Running:
         return self.stack.url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("ui")
     env = Env(backend="sqlite", values=dict(BASE_ENV))
