@@ -5,6 +5,7 @@ from app.idempotency.models import IdempotencyRecord
 from app.keys.models import ApiKey
 from app.messages.models import Attempt, Message, MessageTag, Recipient
 from app.orm import Base
+from app.relays.models import RelaySessionRow, RelayStateRow
 from app.suppressions.models import Suppression
 from app.webhooks.models import Delivery, PendingDelivery, Webhook
 
@@ -19,6 +20,8 @@ __all__ = [
     "MessageTag",
     "PendingDelivery",
     "Recipient",
+    "RelaySessionRow",
+    "RelayStateRow",
     "Suppression",
     "Webhook",
 ]

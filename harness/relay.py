@@ -10,6 +10,7 @@ import re
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ class Received:
     mail_options: list[str]
     data: bytes
     connection: int
+    # time.monotonic() when the relay accepted it.
+    at: float = 0.0
 
 
 class _Verbatim(str):
@@ -84,6 +87,13 @@ class ScriptedRelay:
         # Close a connection (no 421, as relays capping messages per connection do) once it
         # has had this many messages accepted.
         self.close_after_messages: int | None = None
+        # (count, seconds): a MAIL past `count` accepted in the last `seconds` gets a 454,
+        # as SES answers past its sending rate.
+        self.throttle: tuple[int, float] | None = None
+        self.throttle_reply = "454 4.7.0 Throttling failure: Maximum sending rate exceeded"
+        self._mail_times: collections.deque[float] = collections.deque()
+        self._throttled = 0
+        self._peak_sessions = 0
         self._cond = threading.Condition()
         self._messages: list[Received] = []
         self._commands: list[tuple[int, str]] = []
@@ -223,6 +233,18 @@ class ScriptedRelay:
         with self._cond:
             return self._connections
 
+    @property
+    def peak_sessions(self) -> int:
+        """The most client connections that were open at the same time."""
+        with self._cond:
+            return self._peak_sessions
+
+    @property
+    def throttled(self) -> int:
+        """How many MAIL commands got the throttle's 454."""
+        with self._cond:
+            return self._throttled
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until at least count messages are recorded; AssertionError if they do not come."""
         with self._cond:
@@ -248,8 +270,35 @@ class ScriptedRelay:
         self.stall_after_data = 0.0
         self.drop_during_data = False
         self.close_after_messages = None
+        self.throttle = None
+        with self._cond:
+            self._mail_times.clear()
+            self._throttled = 0
+            self._peak_sessions = 0
 
     # called from the relay's loop
+
+    def _session_opened(self, session: _RelaySMTP) -> None:
+        self._sessions.add(session)
+        with self._cond:
+            # Controller.start()'s probe (connection 0) is not a client.
+            clients = sum(1 for open_session in self._sessions if open_session.connection)
+            self._peak_sessions = max(self._peak_sessions, clients)
+
+    def _over_throttle(self) -> bool:
+        """Whether this MAIL goes past the throttle; counted as accepted if not."""
+        if self.throttle is None:
+            return False
+        count, seconds = self.throttle
+        now = time.monotonic()
+        with self._cond:
+            while self._mail_times and self._mail_times[0] <= now - seconds:
+                self._mail_times.popleft()
+            if len(self._mail_times) >= count:
+                self._throttled += 1
+                return True
+            self._mail_times.append(now)
+            return False
 
     def _open_connection(self) -> int:
         if not self._accepting:
@@ -361,6 +410,8 @@ class _Handler:
         reply = relay._take_mail()
         if reply is not None and not _positive(reply):
             return _Verbatim(reply)
+        if reply is None and relay._over_throttle():
+            return _Verbatim(relay.throttle_reply)
         # A hook that answers must fill the envelope itself.
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -410,6 +461,7 @@ class _Handler:
                 mail_options=list(envelope.mail_options),
                 data=data,
                 connection=server.connection,
+                at=time.monotonic(),
             )
         )
         server.accepted += 1
@@ -477,7 +529,7 @@ class _RelaySMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.connection == 0 and self._original_transport is None:
             self.connection = self.relay._open_connection()
-            self.relay._sessions.add(self)
+            self.relay._session_opened(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:

@@ -69,9 +69,12 @@ class AttemptInProgress:
         return self.end(Stage.mail)
 
 
-def deliver(pool: RelayPool, message: Message, clock: Clock) -> AttemptResult:
-    """Try every open recipient of message once, over the pool's connection."""
-    attempt = AttemptInProgress(message, pool.settings.relay, clock)
+def deliver(
+    pool: RelayPool, message: Message, clock: Clock, *, relay: str | None = None
+) -> AttemptResult:
+    """Try every open recipient of message once, over the pool's connection; the attempt
+    names `relay` (default: the pool's host:port)."""
+    attempt = AttemptInProgress(message, relay or pool.settings.relay, clock)
     try:
         try:
             return _attempt_on(_checked_connection(pool, message), attempt)

@@ -21,10 +21,10 @@ from app.messages.backoff import ExponentialBackoff
 from app.messages.repository import queue
 from app.outbox.publisher import CHUNK
 from worker import shutdown
-from worker.delivery import deliver
 from worker.lease import Hold
-from worker.process import relay_pool
+from worker.process import relay_router
 from worker.recording import Recorder
+from worker.relays import Postponed
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
         if not messages:
             return []
         claimed = [message.id for message in messages]
-        pool = relay_pool()
+        router = relay_router()
         hold = Hold(session, claimed, lease_until, settings)
         recorder = Recorder(session, ExponentialBackoff(settings))
         try:
@@ -67,12 +67,17 @@ def deliver_messages(message_ids: list[str]) -> list[str]:
                 # Not when the worker is stopping (the rest is handed back), nor once taken.
                 if not hold.begin(message.id):
                     continue
-                result = deliver(pool, message, utcnow)
-                pool.observe()
+                result = router.deliver(message, utcnow)
+                if isinstance(result, Postponed):
+                    # No relay could take it now (paused, or no slot): back to the queue
+                    # without an attempt, due when a relay may have room again.
+                    hold.postpone(message.id, result.until)
+                    continue
                 recorder.add(message, result, hold.token(message.id))
         finally:
             # What the relay said is written before anything else: returning, handing
             # back, or an error on the way out.
             recorder.flush()
+            router.task_done()
         hold.release()
     return claimed

@@ -39,6 +39,7 @@ class Hold:
         self._claimed_until = held_until
         self._held = dict.fromkeys(message_ids, held_until)
         self._unstarted = list(message_ids)
+        self._postponed: list[tuple[str, datetime, datetime]] = []
 
     def token(self, message_id: str) -> datetime:
         """The lease expiry the message's row carries while this task holds it."""
@@ -65,8 +66,16 @@ class Hold:
         self._held[message_id] = now + self._lease
         return True
 
+    def postpone(self, message_id: str, until: datetime) -> None:
+        """Hand this one back at release, due at `until`, with no attempt charged."""
+        self._postponed.append((message_id, self._held[message_id], until))
+
     def release(self) -> None:
         """Hand back to the queue every claimed message whose transaction never started."""
+        if self._postponed:
+            with self._session.begin():
+                queue.postpone(self._session, holds=self._postponed, now=utcnow())
+            self._postponed = []
         if not self._unstarted:
             return
         with self._session.begin():

@@ -8,14 +8,17 @@ POCHTA_WORKER_METRICS_HOST:POCHTA_WORKER_METRICS_PORT.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from app.config import Settings
 from app.messages.models import Message
 from app.messages.relay_results import AttemptResult
 from app.messages.states import FINAL, AttemptOutcome, MessageStatus, attempt_outcome_for
 from app.metrics import scrape_registry
+from app.relays.config import Relay
+from app.relays.state import RelayCondition, RelayState
 from worker.smtp.connection import RelayConnection
 from worker.smtp.errors import RelayError
 from worker.smtp.pool import RelayPool
@@ -46,6 +49,27 @@ RELAY_CONNECTIONS = Counter(
     ["event"],
 )
 
+# The relays' shared state as this worker last read it (each process reads the same
+# store, so the most recent value is the group's).
+RELAY_STATE = Gauge(
+    "pochta_relay_state",
+    "1 for the relay's current state (up, paused, down), 0 for the others.",
+    ["relay", "state"],
+    multiprocess_mode="mostrecent",
+)
+RELAY_RATE = Gauge(
+    "pochta_relay_rate",
+    "Messages per second the relay may take now, after shaping (0: no limit).",
+    ["relay"],
+    multiprocess_mode="mostrecent",
+)
+RELAY_SESSIONS = Gauge(
+    "pochta_relay_sessions",
+    "Sessions open with the relay, every worker on every host together.",
+    ["relay"],
+    multiprocess_mode="mostrecent",
+)
+
 # Every series exists from the start, at 0: rate() and alerts need no special case.
 for _outcome in AttemptOutcome:
     for _reply_class in REPLY_CLASSES:
@@ -70,6 +94,19 @@ def record_attempt(message: Message, result: AttemptResult, status: MessageStatu
     if status in FINAL and result.finished_at is not None:
         latency = (result.finished_at - message.created_at).total_seconds()
         DELIVERY_LATENCY.labels(status.value).observe(max(latency, 0.0))
+
+
+def show_relays(
+    relays: dict[str, Relay], states: dict[str, RelayState], sessions: dict[str, int], now: datetime
+) -> None:
+    """Set the relay gauges from the shared state just read."""
+    for name, relay in relays.items():
+        state = states[name]
+        current = state.condition(now)
+        for condition in RelayCondition:
+            RELAY_STATE.labels(name, condition.value).set(1 if condition is current else 0)
+        RELAY_RATE.labels(name).set(state.rate(relay, now) or 0)
+        RELAY_SESSIONS.labels(name).set(sessions.get(name, 0))
 
 
 class ObservedRelayPool(RelayPool):

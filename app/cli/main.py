@@ -1,4 +1,4 @@
-"""The `pochta` command: api, worker, scheduler, migrate, keys, sink, send, dev."""
+"""The `pochta` command: api, worker, scheduler, migrate, keys, relays, sink, send, dev."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from app.cli.database import DatabaseNeed, check_database
 from app.cli.dev import cmd_dev
 from app.cli.keys import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from app.cli.migrate import cmd_migrate
+from app.cli.relays import cmd_relays
 from app.cli.serve import cmd_api, cmd_scheduler, cmd_send, cmd_sink, cmd_worker
 from app.config import Settings, load_settings_or_exit
 from app.logs import configure_logging
+from app.relays.config import load_relays_or_exit
 from app.send import add_arguments as add_send_arguments
 
 Command = Callable[[argparse.Namespace, Settings], None]
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = add("worker", cmd_worker, serves, "deliver queued messages through the relay")
     worker.add_argument("--concurrency", type=int, default=None, help="processes (default: CPUs)")
     add("scheduler", cmd_scheduler, serves, "queue due, scheduled and stuck messages")
+    add("relays", cmd_relays, DatabaseNeed.MIGRATED, "each relay's state, rate and open sessions")
     add("migrate", cmd_migrate, DatabaseNeed.CREATES, "bring the database schema up to date")
     sink = add(
         "sink",
@@ -81,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = load_settings_or_exit()
     check_rules_file(settings)
+    # A bad relays file stops every command, as a bad setting does (SPEC §10).
+    load_relays_or_exit(settings)
     configure_logging(settings)
     check_database(settings, args.database)
     handler: Command = args.handler

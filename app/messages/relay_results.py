@@ -68,4 +68,7 @@ class AttemptResult:
     enhanced: str | None = None
     error: str | None = None
     finished_at: datetime | None = None
+    # The relay asked to slow down (SPEC §10): what is still open is tried again then,
+    # when the relay's pause ends, not after the retry backoff.
+    retry_at: datetime | None = None
     recipients: dict[str, RecipientResult] = field(default_factory=dict)

@@ -116,6 +116,8 @@ def settle_attempt(*, message: Message, result: AttemptResult, retry: RetryPolic
     tried = [r for r in message.recipients if r.email in result.recipients]
     open_after = [r for r in tried if result.recipients[r.email].status in OPEN_RECIPIENT]
     decision = retry(message, now) if open_after else RetryDecision(None)
+    if decision.next_attempt_at is not None and result.retry_at is not None:
+        decision = RetryDecision(result.retry_at, decision.limit)
 
     gave_up = give_up_note(decision) if open_after and decision.next_attempt_at is None else None
 

@@ -226,7 +226,7 @@ def test_a_delivery_logs_one_json_line_and_no_secret_reaches_any_log(
     assert delivery["level"] == "info"
     assert delivery["tenant"] == "acme"
     assert delivery["attempt"] == 1
-    assert delivery["relay"] == f"{relay.host}:{relay.port}"
+    assert delivery["relay"] == f"default {relay.host}:{relay.port}"
     assert (delivery["smtp_code"], delivery["enhanced_code"]) == (250, "2.0.0")
 
     plain = base64.b64encode(f"\0{RELAY_USER}\0{RELAY_PASSWORD}".encode()).decode()

@@ -63,12 +63,12 @@ def steal(message_id: str) -> None:
 def deliver_then(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
     """Run action(message) right after the relay answered for each message."""
 
-    def deliver(pool: Any, message: Message, clock: Any) -> Any:
-        result = real_deliver(pool, message, clock)
+    def deliver(pool: Any, message: Message, clock: Any, **kwargs: Any) -> Any:
+        result = real_deliver(pool, message, clock, **kwargs)
         action(message)
         return result
 
-    monkeypatch.setattr("worker.delivery_loop.deliver", deliver)
+    monkeypatch.setattr("worker.relays.deliver", deliver)
 
 
 def test_a_stopping_worker_starts_nothing_and_hands_all_back(relay: ScriptedRelay) -> None:

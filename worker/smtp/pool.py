@@ -23,6 +23,11 @@ class RelayPool:
         )
         self._connection: RelayConnection | None = None
 
+    @property
+    def is_open(self) -> bool:
+        """Whether a session with the relay is open now."""
+        return self._connection is not None and self._connection.is_open
+
     def acquire(self) -> RelayConnection:
         """A connection ready for MAIL FROM: the current one (RSET first if idle), or a new one."""
         current = self._connection

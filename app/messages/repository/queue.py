@@ -152,3 +152,29 @@ def hand_back(
         )
         returned += result.rowcount  # type: ignore[attr-defined]
     return returned
+
+
+def postpone(
+    session: Session, *, holds: Sequence[tuple[str, datetime, datetime]], now: datetime
+) -> None:
+    """Return held messages (id, lease token, due at) to the queue unattempted, due then:
+    no relay could take them yet (SPEC §10). Rare, so one statement each."""
+    for message_id, held_until, due_at in holds:
+        session.execute(
+            update(Message)
+            .where(
+                Message.id == message_id,
+                Message.status == MessageStatus.sending,
+                Message.lease_expires_at == held_until,
+            )
+            .values(
+                status=case(
+                    (Message.attempt_count == 0, MessageStatus.queued.value),
+                    else_=MessageStatus.deferred.value,
+                ),
+                next_attempt_at=due_at,
+                lease_expires_at=None,
+                dispatched_until=None,
+                updated_at=now,
+            )
+        )
