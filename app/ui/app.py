@@ -23,6 +23,7 @@ from app.ui import (
     auth_pages,
     event_pages,
     message_pages,
+    relay_pages,
     suppression_pages,
     webhook_pages,
 )
@@ -112,6 +113,7 @@ def create_ui() -> FastAPI:
     ui.include_router(event_pages.router)
     ui.include_router(webhook_pages.router)
     ui.include_router(suppression_pages.router)
+    ui.include_router(relay_pages.router)
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
     _install_handlers(ui)
     return ui

@@ -63,6 +63,7 @@ _environment.globals["nav"] = [
     ("/ui/events", "Events"),
     ("/ui/webhooks", "Webhooks"),
     ("/ui/suppressions", "Suppressions"),
+    ("/ui/relays", "Relays"),
 ]
 
 

@@ -53,6 +53,14 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with ScriptedRelay() as relay:
         env.values["POCHTA_SMTP_HOST"] = relay.host
         env.values["POCHTA_SMTP_PORT"] = str(relay.port)
+        # Two relays for the relays page; every route uses the scripted one alone.
+        relays_file = tmp / "relays.toml"
+        relays_file.write_text(
+            f'[relays.primary]\nhost = "{relay.host}"\nport = {relay.port}\nrate = "100/s"\n'
+            f'[relays.spare]\nhost = "{relay.host}"\nport = 9\nmax_connections = 2\n'
+            '[[routes]]\nrelays = ["primary"]\n'
+        )
+        env.values["POCHTA_RELAYS_FILE"] = str(relays_file)
         with applied(env), Stack(env.for_subprocess(), tmp) as stack:
             stack.start()
             yield Running(stack=stack, relay=relay, env=env)
