@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from app import db
+from app.keys.models import ApiKey, KeyScope
+from app.keys.service import create_key
 from tests.conftest import Env, make_key
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -114,3 +118,16 @@ def test_sign_in_goes_back_only_to_a_page_of_the_dashboard(ui: TestClient) -> No
             follow_redirects=False,
         )
         assert answer.headers["location"] == "/ui/messages"
+
+
+def test_a_send_key_cannot_sign_in(ui: TestClient) -> None:
+    with db.session_scope() as session:
+        key, secret = create_key(session, tenant="acme", name="sender")
+        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(scope=KeyScope.send))
+    form = ui.get("/ui/login")
+    answer = ui.post(
+        "/ui/login", data={"key": secret, "csrf": csrf_of(form.text)}, follow_redirects=False
+    )
+    assert answer.status_code == 403
+    assert "send key" in answer.text
+    assert ui.get("/ui/messages", follow_redirects=False).status_code == 303
