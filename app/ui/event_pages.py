@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +22,8 @@ from app.keys.service import Caller
 from app.ui.forms import field_errors, read_query
 from app.ui.render import render
 from app.ui.viewer import ViewerDep
+from app.webhooks import service as webhooks
+from app.webhooks.models import Delivery
 
 router = APIRouter(prefix="/events")
 
@@ -55,10 +58,32 @@ def pretty(event: Event) -> str:
     return orjson.dumps(event.data, option=orjson.OPT_INDENT_2).decode()
 
 
-def message_events(session: Session, *, caller: Caller, message_id: str) -> list[Event]:
-    """A message's events, newest first (for its page)."""
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event as a row shows it, with the webhook requests made for it."""
+
+    event: Event
+    summary: str
+    data: str
+    deliveries: list[tuple[Delivery, str]]
+
+
+def event_rows(session: Session, *, caller: Caller, events: list[Event]) -> list[EventRow]:
+    """The rows of these events, each with its deliveries (one query for all of them)."""
+    sent: dict[str, list[tuple[Delivery, str]]] = {}
+    found = webhooks.deliveries_of_events(
+        session, caller=caller, event_ids=[event.id for event in events]
+    )
+    for delivery, url in found:
+        sent.setdefault(delivery.event_pk, []).append((delivery, url))
+    return [EventRow(e, summary(e), pretty(e), sent.get(e.id, [])) for e in events]
+
+
+def message_events(session: Session, *, caller: Caller, message_id: str) -> list[EventRow]:
+    """A message's events, newest first, with their webhook deliveries (for its page)."""
     query = EventQuery(message_id=message_id, limit=MESSAGE_EVENTS)
-    return service.list_events(session, caller=caller, query=query).events
+    events = service.list_events(session, caller=caller, query=query).events
+    return event_rows(session, caller=caller, events=events)
 
 
 @router.get("")
@@ -95,7 +120,7 @@ def events_page(
             "events.html",
             status_code=422 if errors else 200,
             viewer=viewer,
-            events=[(event, summary(event), pretty(event)) for event in events],
+            events=event_rows(db, caller=viewer.caller, events=events),
             filters=filters,
             types=[t.value for t in EventType],
             errors=errors,

@@ -88,6 +88,13 @@ def test_a_webhook_delivery_is_replayed_from_its_page(running: Running, watched:
                 created_at=utcnow(),
             )
         )
+    # The message's page shows the request under the event it carried.
+    page.goto(f"/ui/messages/{message_id}")
+    sent = page.locator(f"tr[data-event-id='{event['id']}'] .deliveries-of-event li")
+    expect(sent).to_have_count(1)
+    expect(sent).to_contain_text("failed 500")
+    expect(sent).to_contain_text("http://127.0.0.1:9/pochta")
+    shoot(page, "message-event-deliveries")
     page.goto(f"/ui/webhooks/{webhook_id}")
     row = page.locator("table.deliveries tbody tr")
     expect(row).to_have_count(1)
