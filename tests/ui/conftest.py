@@ -114,3 +114,6 @@ def watched(browser: Browser, running: Running) -> Iterator[Watched]:
         yield seen
     finally:
         context.close()
+    # Every page's own script and styles pass its Content-Security-Policy.
+    blocked = [e for e in seen.console_errors if "Content Security Policy" in e]
+    assert blocked == [], blocked

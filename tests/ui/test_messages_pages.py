@@ -207,6 +207,10 @@ def test_the_pages_fit_a_narrow_phone(running: Running, watched: Watched) -> Non
     for path, name in (
         ("/ui/messages", "messages-360"),
         (f"/ui/messages/{message_id}", "message-360"),
+        ("/ui/events", "events-360"),
+        ("/ui/webhooks", "webhooks-360"),
+        ("/ui/suppressions", "suppressions-360"),
+        ("/ui/relays", "relays-360"),
     ):
         page.goto(path)
         width = page.evaluate("document.documentElement.scrollWidth")
