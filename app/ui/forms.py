@@ -7,13 +7,22 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import PochtaError, validation_problem
+from app.errors import NotFound, PochtaError, validation_problem
 
 Q = TypeVar("Q", bound=BaseModel)
 
 # What a browser's datetime-local field sends: a minute (or second) with no zone.
 _LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
 TIME_FIELDS = ("created_after", "created_before")
+# Printable ASCII, as every id Pochta hands out: anything else names nothing.
+_ID = re.compile(r"[!-~]{1,64}")
+
+
+def checked_id(value: str, what: str) -> str:
+    """An id from the path; NotFound, without a query, for what cannot be one."""
+    if not _ID.fullmatch(value):
+        raise NotFound(f"no {what} with that id")
+    return value
 
 
 def as_utc(value: str) -> str:

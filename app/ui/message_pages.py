@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,7 +15,7 @@ from app.messages import listing, service
 from app.messages.schemas import ListQuery
 from app.messages.states import CANCELABLE, FINAL, MessageStatus
 from app.ui import event_pages
-from app.ui.forms import field_errors, read_query
+from app.ui.forms import checked_id, field_errors, read_query
 from app.ui.render import ago, render
 from app.ui.transcript import transcript_lines
 from app.ui.viewer import ViewerDep
@@ -27,7 +26,6 @@ router = APIRouter(prefix="/messages")
 RAW_VIEW_BYTES = 256 * 1024
 # A status refresh names at most a page of messages.
 MAX_REFRESH = 100
-_MESSAGE_ID = re.compile(r"[!-~]{1,64}")
 NOTICES = {
     "canceled": "The message is canceled: it will not be sent.",
     "not-cancelable": "That message is already sending or finished; it cannot be canceled.",
@@ -35,9 +33,7 @@ NOTICES = {
 
 
 def message_id_param(message_id: Annotated[str, Path()]) -> str:
-    if not _MESSAGE_ID.fullmatch(message_id):
-        raise NotFound("no message with that id")
-    return message_id
+    return checked_id(message_id, "message")
 
 
 MessageId = Annotated[str, Depends(message_id_param)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -13,9 +12,9 @@ from starlette.responses import RedirectResponse, Response
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import session_scope
-from app.errors import Conflict, InvalidFields, NotFound, validation_problem
+from app.errors import Conflict, InvalidFields, validation_problem
 from app.events.types import EventType
-from app.ui.forms import as_utc, field_errors, read_query
+from app.ui.forms import as_utc, checked_id, field_errors, read_query
 from app.ui.render import render
 from app.ui.viewer import Viewer, ViewerDep
 from app.webhooks import service
@@ -24,7 +23,6 @@ from app.webhooks.schemas import DeliveryQuery, ReplayRequest, WebhookCreate, We
 
 router = APIRouter(prefix="/webhooks")
 
-_WEBHOOK_ID = re.compile(r"[!-~]{1,64}")
 NOTICES = {
     "enabled": "The endpoint is on again; what it missed comes only by replay.",
     "disabled": "The endpoint is off: nothing more is sent to it until it is turned on.",
@@ -33,9 +31,7 @@ NOTICES = {
 
 
 def webhook_id_param(webhook_id: Annotated[str, Path()]) -> str:
-    if not _WEBHOOK_ID.fullmatch(webhook_id):
-        raise NotFound("no webhook with that id")
-    return webhook_id
+    return checked_id(webhook_id, "webhook")
 
 
 WebhookId = Annotated[str, Depends(webhook_id_param)]

@@ -131,3 +131,17 @@ def test_a_send_key_cannot_sign_in(ui: TestClient) -> None:
     assert answer.status_code == 403
     assert "send key" in answer.text
     assert ui.get("/ui/messages", follow_redirects=False).status_code == 303
+
+
+def test_what_names_nothing_is_a_404_page_and_a_bad_filter_names_its_field(
+    ui: TestClient,
+) -> None:
+    sign_in(ui, make_key())
+    for path in ("/ui/messages/msg_nope", "/ui/messages/a%20b", "/ui/webhooks/wh_nope"):
+        answer = ui.get(path)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"].startswith("text/html")
+    bad = ui.get("/ui/messages?status=bogus&created_after=yesterday")
+    assert bad.status_code == 422
+    assert "status:" in bad.text
+    assert "created_after:" in bad.text
