@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from app.ui.session import end_session, new_session, read_session, write_session
 from app.ui.viewer import SIGN_IN_SCOPES, Refused, SignInRequired, signed_in
 
 router = APIRouter()
+log = logging.getLogger("pochta.ui")
 
 HOME = "/ui/messages"
 # Only a path of the dashboard itself: never another host (no open redirect).
@@ -79,6 +81,8 @@ def sign_in(
             error = "A send key may only submit and cancel; sign in with a full or read key."
             status = 403
     if found is None or error is not None:
+        # Never the key itself: only that a sign-in was refused, and why.
+        log.warning("dashboard sign-in refused", extra={"reason": error})
         return render(
             "login.html",
             status_code=status,
@@ -87,6 +91,7 @@ def sign_in(
             next=safe_next(next),
             error=error,
         )
+    log.info("dashboard sign-in", extra={"key_id": found.id, "tenant": found.tenant})
     signed = RedirectResponse(safe_next(next), status_code=303)
     write_session(signed, request, settings, new_session(key_id=found.id))
     return signed

@@ -167,4 +167,6 @@ def cancel(
             service.cancel_message(db, caller=viewer.caller, message_id=message_id, now=utcnow())
         except Conflict:
             notice = "not-cancelable"
+    if notice == "canceled":
+        viewer.audit("message canceled", message_id=message_id)
     return RedirectResponse(f"/ui/messages/{message_id}?notice={notice}", status_code=303)

@@ -105,6 +105,7 @@ def add(
         return _page(viewer, filters={}, errors=field_errors(error), form=form)
     if created:
         count_created([entry.reason])
+        viewer.audit("address suppressed", email=entry.email, reason=entry.reason.value)
     notice = "added" if created else "already"
     return RedirectResponse(f"/ui/suppressions?notice={notice}", status_code=303)
 
@@ -121,6 +122,7 @@ def remove(
     try:
         with session_scope() as db:
             service.delete_suppression(db, caller=viewer.caller, email=email, now=utcnow())
+        viewer.audit("suppression removed", email=email)
     except NotFound:
         notice = "not-there"
     except InvalidFields as error:

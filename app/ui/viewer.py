@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -28,6 +29,8 @@ class Refused(Exception):
         self.detail = detail
 
 
+log = logging.getLogger("pochta.ui")
+
 # A send key may only submit and cancel through the API (SPEC §11): it reads nothing,
 # so it has nothing to look at here.
 SIGN_IN_SCOPES = (KeyScope.full, KeyScope.read)
@@ -45,6 +48,13 @@ class Viewer:
     @property
     def can_change(self) -> bool:
         return self.scope is KeyScope.full
+
+    def audit(self, action: str, **fields: object) -> None:
+        """One log line for a change made through the dashboard, naming the key behind it."""
+        log.info(
+            f"dashboard: {action}",
+            extra={"key_id": self.caller.key_id, "tenant": self.caller.tenant, **fields},
+        )
 
     def authorize_change(self, token: str | None) -> None:
         """Refused unless the form carried this session's token and the key may change things."""

@@ -84,6 +84,7 @@ def create(
             )
     except InvalidFields as error:
         return _list_page(viewer, errors=field_errors(error), form=form)
+    viewer.audit("webhook created", webhook_id=made.webhook.id)
     # Shown once, here, after the commit; never put in a URL or a cookie.
     return _webhook_page(viewer, made.webhook.id, secret=made.secret)
 
@@ -179,6 +180,7 @@ def replay(
             )
     except Conflict:
         return RedirectResponse(f"{target}?notice=disabled-already", status_code=303)
+    viewer.audit("webhook replay", webhook_id=webhook_id, queued=queued)
     return RedirectResponse(f"{target}?notice=replayed&queued={queued}", status_code=303)
 
 
@@ -201,4 +203,5 @@ def set_enabled(
             now=utcnow(),
         )
     notice = "enabled" if enabled else "disabled"
+    viewer.audit(f"webhook {notice}", webhook_id=webhook_id)
     return RedirectResponse(f"/ui/webhooks/{webhook_id}?notice={notice}", status_code=303)
