@@ -16,7 +16,7 @@ from app.messages.schemas import ListQuery
 from app.messages.states import CANCELABLE, FINAL, MessageStatus
 from app.ui import event_pages
 from app.ui.forms import checked_id, field_errors, read_query
-from app.ui.render import ago, render
+from app.ui.render import iso, render
 from app.ui.transcript import transcript_lines
 from app.ui.viewer import ViewerDep
 
@@ -89,7 +89,6 @@ def messages_page(
 def statuses(viewer: ViewerDep, id: Annotated[list[str], Query()]) -> Response:
     """The status of each named message, for the list's refresh of rows still in flight."""
     found = []
-    now = utcnow()
     with session_scope() as db:
         for message_id in id[:MAX_REFRESH]:
             try:
@@ -102,7 +101,7 @@ def statuses(viewer: ViewerDep, id: Annotated[list[str], Query()]) -> Response:
                     "status": message.status.value,
                     "final": message.status in FINAL,
                     "attempt_count": message.attempt_count,
-                    "updated": ago(message.updated_at, now),
+                    "updated_at": iso(message.updated_at),
                 }
             )
     return JSONResponse({"data": found})

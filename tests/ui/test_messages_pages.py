@@ -216,3 +216,14 @@ def test_the_pages_fit_a_narrow_phone(running: Running, watched: Watched) -> Non
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"{path} is {width} px wide at 360"
         shoot(page, name)
+
+
+def test_relative_times_are_recounted_as_they_age(running: Running, watched: Watched) -> None:
+    page = watched.page
+    key = make_scoped_key(KeyScope.full, tenant="clocks")
+    submit(running.url, key, to=["clock@example.org"], subject="Clock", send_at=in_seconds(3600))
+    sign_in(page, key)
+    created = page.locator("tbody tr td[data-label=Created] time")
+    expect(created).to_have_text("just now")
+    # Without a reload, the same cell says how old the message has become.
+    expect(created).to_have_text(re.compile(r"^\d+ s ago$"), timeout=SLOW)

@@ -1,10 +1,34 @@
 // Rows still in flight refresh themselves: every 2 s the dashboard asks
 // /ui/messages/status for their statuses and updates each badge in place.
-// A message page reloads itself once its status changes. Without JavaScript
-// the pages are the same, only still.
+// A message page reloads itself once its status changes. Relative times
+// ("12 s ago") are recounted as they age. Without JavaScript the pages are
+// the same, only still.
 (function () {
   "use strict";
   var INTERVAL_MS = 2000;
+
+  // As app/ui/render.py::ago says it.
+  var UNITS = [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]];
+
+  function relative(iso) {
+    var seconds = (Date.now() - Date.parse(iso)) / 1000;
+    var future = seconds < 0;
+    seconds = Math.abs(seconds);
+    if (isNaN(seconds) || seconds < 5) { return "just now"; }
+    for (var i = 0; i < UNITS.length; i++) {
+      if (seconds >= UNITS[i][1]) {
+        var amount = Math.floor(seconds / UNITS[i][1]) + " " + UNITS[i][0];
+        return future ? "in " + amount : amount + " ago";
+      }
+    }
+    return "just now";
+  }
+
+  function recount() {
+    document.querySelectorAll("time[data-ago]").forEach(function (time) {
+      time.textContent = relative(time.getAttribute("datetime"));
+    });
+  }
 
   function pending() {
     return Array.prototype.slice.call(document.querySelectorAll("[data-in-flight]"));
@@ -18,7 +42,11 @@
       badge.className = "badge s-" + found.status;
     }
     var updated = element.querySelector("[data-updated]");
-    if (updated) { updated.textContent = found.updated; }
+    if (updated) {
+      updated.setAttribute("datetime", found.updated_at);
+      updated.setAttribute("title", found.updated_at);
+      updated.textContent = relative(found.updated_at);
+    }
     var attempts = element.querySelector("[data-attempts]");
     if (attempts) { attempts.textContent = String(found.attempt_count); }
     if (found.final) { element.removeAttribute("data-in-flight"); }
@@ -47,4 +75,5 @@
   }
 
   window.setTimeout(poll, INTERVAL_MS);
+  window.setInterval(recount, INTERVAL_MS);
 })();
