@@ -24,6 +24,7 @@ from app.webhooks.schemas import DeliveryQuery, ReplayRequest, WebhookCreate, We
 router = APIRouter(prefix="/webhooks")
 
 NOTICES = {
+    "deleted": "The endpoint is deleted: nothing more is sent to it.",
     "enabled": "The endpoint is on again; what it missed comes only by replay.",
     "disabled": "The endpoint is off: nothing more is sent to it until it is turned on.",
     "disabled-already": "The endpoint is disabled: turn it on before replaying.",
@@ -38,7 +39,11 @@ WebhookId = Annotated[str, Depends(webhook_id_param)]
 
 
 def _list_page(
-    viewer: Viewer, *, errors: list[str] | None = None, form: dict[str, object] | None = None
+    viewer: Viewer,
+    *,
+    errors: list[str] | None = None,
+    form: dict[str, object] | None = None,
+    notice: str | None = None,
 ) -> Response:
     with session_scope() as db:
         webhooks = service.list_webhooks(db, caller=viewer.caller)
@@ -49,15 +54,16 @@ def _list_page(
             webhooks=webhooks,
             types=[t.value for t in EventType],
             errors=errors or [],
+            notice=notice,
             form=form or {"url": "", "description": "", "events": []},
             now=utcnow(),
         )
 
 
 @router.get("")
-def webhooks_page(viewer: ViewerDep) -> Response:
+def webhooks_page(viewer: ViewerDep, notice: str = "") -> Response:
     """The tenant's endpoints."""
-    return _list_page(viewer)
+    return _list_page(viewer, notice=NOTICES.get(notice))
 
 
 @router.post("")
@@ -205,3 +211,29 @@ def set_enabled(
     notice = "enabled" if enabled else "disabled"
     viewer.audit(f"webhook {notice}", webhook_id=webhook_id)
     return RedirectResponse(f"/ui/webhooks/{webhook_id}?notice={notice}", status_code=303)
+
+
+@router.post("/{webhook_id}/rotate-secret")
+def rotate_secret(
+    webhook_id: WebhookId, viewer: ViewerDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    """A new secret, shown this once; the old one keeps signing beside it for the overlap."""
+    viewer.authorize_change(csrf)
+    with session_scope() as db:
+        rotated = service.rotate_secret(
+            db, caller=viewer.caller, webhook_id=webhook_id, settings=get_settings(), now=utcnow()
+        )
+    viewer.audit("webhook secret rotated", webhook_id=webhook_id)
+    return _webhook_page(viewer, webhook_id, secret=rotated.secret)
+
+
+@router.post("/{webhook_id}/delete")
+def delete(
+    webhook_id: WebhookId, viewer: ViewerDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    """Nothing more is sent to the endpoint, as DELETE /v1/webhooks/{id} does."""
+    viewer.authorize_change(csrf)
+    with session_scope() as db:
+        service.delete_webhook(db, caller=viewer.caller, webhook_id=webhook_id)
+    viewer.audit("webhook deleted", webhook_id=webhook_id)
+    return RedirectResponse("/ui/webhooks?notice=deleted", status_code=303)

@@ -100,6 +100,8 @@ def test_a_read_key_is_offered_no_change_and_every_change_is_refused(
         ("/ui/webhooks", {"url": "http://127.0.0.1:9/other"}),
         (f"/ui/webhooks/{webhook_id}/replay", {"since": "2026-01-01T00:00"}),
         (f"/ui/webhooks/{webhook_id}/enabled", {"enabled": "false"}),
+        (f"/ui/webhooks/{webhook_id}/rotate-secret", {}),
+        (f"/ui/webhooks/{webhook_id}/delete", {}),
         ("/ui/suppressions", {"email": "x@example.org"}),
         ("/ui/suppressions/remove", {"email": "x@example.org"}),
     ):

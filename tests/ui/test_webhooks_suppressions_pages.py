@@ -66,6 +66,7 @@ def test_a_webhook_delivery_is_replayed_from_its_page(running: Running, watched:
     form.locator("input[value='message.sent']").check()
     form.locator("button[type=submit]").click()
     expect(page.locator(".whsec")).to_have_text(re.compile(r"^whsec_\S{40,}$"))
+    first_secret = page.locator(".whsec").inner_text()
     webhook_id = page.locator("dl.summary dd code").first.inner_text()
     shoot(page, "webhook-created")
 
@@ -112,3 +113,12 @@ def test_a_webhook_delivery_is_replayed_from_its_page(running: Running, watched:
     expect(page.locator(".heading .badge")).to_have_text("disabled")
     page.locator("table.deliveries button", has_text="Replay").click()
     expect(page.locator(".notice")).to_contain_text("turn it on before replaying")
+
+    page.click("text=New secret")
+    expect(page.locator(".whsec")).to_have_text(re.compile(r"^whsec_\S{40,}$"))
+    assert page.locator(".whsec").inner_text() != first_secret
+    expect(page.locator(".secret")).to_contain_text("the previous one keeps signing beside it")
+    page.click("button:has-text('Delete')")
+    expect(page.locator(".notice")).to_contain_text("deleted")
+    expect(page.locator(f"tr[data-webhook-id='{webhook_id}']")).to_have_count(0)
+    assert api_get(running.url, key, "/v1/webhooks")["data"] == []
