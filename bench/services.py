@@ -17,7 +17,9 @@ from harness.postfix import smtp_sink_path
 from harness.services import create_database, drop_database
 
 # Every table the messages domain writes; keys stay, so the API key survives a reset.
-_MESSAGE_TABLES = "attempts, recipients, message_tags, idempotency_records, messages"
+_MESSAGE_TABLES = (
+    "attempts, recipients, message_tags, idempotency_records, webhook_pending, events, messages"
+)
 
 
 class Sink:

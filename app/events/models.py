@@ -32,6 +32,4 @@ class Event(Base):
         Index("ix_events_tenant_created", "tenant", "created_at", "id"),
         Index("ix_events_message", "message_pk"),
         Index("ix_events_fan_out", "fanned_out_at", "created_at"),
-        # The retention purge's scan, over every tenant (app/events/retention.py).
-        Index("ix_events_created", "created_at"),
     )

@@ -32,7 +32,9 @@ def event_row(
 ) -> dict[str, Any]:
     """One event as a row for add_events; `data` must already be JSON-ready."""
     return {
-        "id": new_id("evt_"),
+        # Ordered by when the change was made, as created_at is: the retention purge
+        # finds old events by their id (app/events/repository.py).
+        "id": new_id("evt_", at),
         "tenant": tenant,
         "type": type,
         "message_pk": message_id,

@@ -151,7 +151,8 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("is out of range") from None
 
 
-def _format_utc(value: datetime) -> str:
+def format_utc(value: datetime) -> str:
+    """A UTC instant as the API writes it: `2026-12-01T09:00:00.000Z`."""
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -163,4 +164,4 @@ SingleLine = Annotated[str, AfterValidator(no_line_breaks)]
 FileName = Annotated[str, AfterValidator(no_line_breaks), AfterValidator(no_bidi_override)]
 Text = Annotated[str, AfterValidator(encodable)]
 AwareDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
-UtcTimestamp = Annotated[datetime, PlainSerializer(_format_utc, return_type=str)]
+UtcTimestamp = Annotated[datetime, PlainSerializer(format_utc, return_type=str)]

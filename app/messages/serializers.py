@@ -13,8 +13,7 @@ if TYPE_CHECKING:
     from app.messages.batch import ItemOutcome
 
 
-def message_out(message: Message | NewMessage, *, with_attempts: bool = True) -> MessageOut:
-    """The Message resource; without attempts (left unloaded) for an event's snapshot."""
+def message_out(message: Message | NewMessage) -> MessageOut:
     return MessageOut(
         id=message.id,
         status=message.status,
@@ -59,7 +58,7 @@ def message_out(message: Message | NewMessage, *, with_attempts: bool = True) ->
                 error=a.error,
                 bounce_class=a.bounce_class,
             )
-            for a in (message.attempts if with_attempts else ())
+            for a in message.attempts
         ],
     )
 

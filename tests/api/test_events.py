@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import db
+from app.events.types import EventType
+from app.events.writer import add_events, event_row
 from harness.relay import ScriptedRelay
+from tests.api.helpers import problem
 from tests.conftest import Env, make_key
 from tests.support.flow import run_until_final, submit
 from worker.delivery_loop import deliver_messages
@@ -127,3 +131,108 @@ def test_a_canceled_message_has_message_canceled_without_an_attempt(
     # A refused cancel changes nothing, so it says nothing either.
     assert client.post(f"/v1/messages/{message_id}/cancel").status_code == 409
     assert len(events_of(client, message_id)) == 1
+
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+TYPES = (EventType.message_sent, EventType.message_deferred, EventType.message_failed)
+
+
+def store_events(tenant: str, count: int) -> list[str]:
+    """count events a minute apart, of three messages and three types; ids oldest first."""
+    rows = [
+        event_row(
+            type=TYPES[i % 3],
+            tenant=tenant,
+            message_id=f"msg_{tenant}_{i % 3}",
+            data={"n": i},
+            at=T0 + timedelta(minutes=i),
+        )
+        for i in range(count)
+    ]
+    with db.session_scope() as session:
+        add_events(session, rows)
+    return [row["id"] for row in rows]
+
+
+def walk(client: TestClient, **params: Any) -> list[str]:
+    """Every event id a client paging to the end sees, in order."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        query = {k: v for k, v in (params | {"cursor": cursor}).items() if v is not None}
+        response = client.get("/v1/events", params=query)
+        assert response.status_code == 200, response.text
+        ids += [e["id"] for e in response.json()["data"]]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return ids
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_events_page_newest_first_and_filter_by_type_message_and_time(
+    client: TestClient,
+) -> None:
+    ids = store_events("acme", 12)
+    store_events("globex", 3)
+
+    def expect(keep: Any) -> list[str]:
+        return [ids[i] for i in reversed(range(12)) if keep(i)]
+
+    assert walk(client, limit=5) == expect(lambda i: True)
+    assert len(client.get("/v1/events").json()["data"]) == 12, "the default page is 20"
+    assert walk(client, type="message.deferred", limit=2) == expect(lambda i: i % 3 == 1)
+    assert walk(client, message_id="msg_acme_2", limit=2) == expect(lambda i: i % 3 == 2)
+    after, before = (T0 + timedelta(minutes=3)).isoformat(), (T0 + timedelta(minutes=9)).isoformat()
+    assert walk(client, created_after=after, created_before=before, limit=4) == expect(
+        lambda i: 3 <= i < 9
+    )
+    assert walk(client, type="message.sent", created_after=after, limit=1) == expect(
+        lambda i: i >= 3 and i % 3 == 0
+    )
+    assert walk(client, message_id="msg_globex_0") == [], "another tenant's are not listed"
+    one = client.get(f"/v1/events/{ids[4]}").json()
+    assert (one["type"], one["data"], one["timestamp"]) == (
+        "message.deferred",
+        {"n": 4},
+        "2026-11-30T12:04:00.000Z",
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_another_tenants_event_and_an_unknown_one_are_404(client: TestClient) -> None:
+    (theirs,) = store_events("globex", 1)
+    for path in (f"/v1/events/{theirs}", "/v1/events/evt_nothing", "/v1/events/%20x"):
+        body = problem(client.get(path), 404)
+        assert body["type"] == "/problems/not-found"
+    other = {"Authorization": f"Bearer {make_key('globex')}"}
+    assert client.get(f"/v1/events/{theirs}", headers=other).status_code == 200
+    assert client.get("/v1/events", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_bad_filter_or_cursor_is_422_naming_it(client: TestClient) -> None:
+    store_events("acme", 3)
+    cursor = client.get("/v1/events", params={"type": "message.sent", "limit": 1}).json()
+    assert cursor["next_cursor"] is None, "one message.sent among three"
+    cursor = client.get("/v1/events", params={"limit": 1}).json()["next_cursor"]
+    assert cursor is not None
+    other = {"Authorization": f"Bearer {make_key('globex')}"}
+    for params, headers in (
+        ({"cursor": cursor, "type": "message.sent"}, {}),
+        ({"cursor": "not-a-cursor"}, {}),
+        ({"cursor": cursor[:-4]}, {}),
+        ({"cursor": cursor}, other),
+    ):
+        body = problem(client.get("/v1/events", params=params, headers=headers), 422)
+        assert [e["loc"] for e in body["errors"]] == ["cursor"]
+    for params, loc in (
+        ({"type": "message.lost"}, "type"),
+        ({"limit": 101}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"created_after": "2026-01-01T00:00:00"}, "created_after"),
+        ({"created_before": "yesterday"}, "created_before"),
+        ({"message_id": ""}, "message_id"),
+        ({"typ": "message.sent"}, "typ"),
+    ):
+        body = problem(client.get("/v1/events", params=params), 422)
+        assert loc in [e["loc"] for e in body["errors"]], (params, body)
