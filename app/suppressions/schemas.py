@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.bounces.classes import BounceClass
-from app.messages.fields import UtcTimestamp
+from app.messages.fields import AwareDatetime, UtcTimestamp
 from app.suppressions.models import SuppressionReason
 
 

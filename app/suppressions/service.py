@@ -78,7 +78,9 @@ def suppress_many(
             "expires_at": expires_at(entry.reason, now),
             "source": entry.source,
         }
-        for (_, key), entry in unique.items()
+        # One order for every writer, so two groups inserting the same addresses on
+        # PostgreSQL never wait on each other in a circle.
+        for (_, key), entry in sorted(unique.items(), key=lambda item: item[0])
     ]
     written = repository.add_absent(session, rows=rows, now=now)
     by_address = {(row["tenant"], email_key(row["email"])): row for row in written}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from app import db
@@ -27,6 +28,11 @@ def events(message_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         return [(e.type.value, e.data) for e in session.scalars(query)]
 
 
+def hard_bounces_counted() -> float:
+    """pochta_suppressions_total{reason="hard_bounce"} as this (worker) process counted it."""
+    return REGISTRY.get_sample_value("pochta_suppressions_total", {"reason": "hard_bounce"}) or 0.0
+
+
 def suppressions() -> list[Suppression]:
     with db.session_scope() as session:
         rows = list(session.scalars(select(Suppression).order_by(Suppression.id)))
@@ -39,8 +45,10 @@ def test_a_hard_bounce_suppresses_and_the_next_submit_is_never_sent(
 ) -> None:
     env["POCHTA_SUPPRESSION_HARD_BOUNCE_DAYS"] = "30"
     relay.script_rcpt("gone@example.org", NO_SUCH_USER)
+    counted_before = hard_bounces_counted()
     first = submit(to=["gone@example.org"])
     bounced = run_until_final(first)
+    assert hard_bounces_counted() == counted_before + 1
     assert bounced.status == "failed"
     (recipient,) = bounced.recipients
     assert (recipient.status, recipient.bounce_class) == ("failed", "bad_mailbox")
