@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, AnyStr
@@ -36,8 +36,8 @@ class Received:
     mail_options: list[str]
     data: bytes
     connection: int
-    # time.monotonic() when the relay accepted it.
-    at: float = 0.0
+    # time.monotonic() when the relay accepted it (not part of what was received).
+    at: float = field(default=0.0, compare=False)
 
 
 class _Verbatim(str):

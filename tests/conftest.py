@@ -35,6 +35,8 @@ BASE_ENV = {
     "POCHTA_RETRY_MAX_SECONDS": "0.2",
     "POCHTA_RETRY_MAX_AGE_SECONDS": "60",
     "POCHTA_SCHEDULER_INTERVAL_SECONDS": "0.05",
+    # A reply that says "slow down" pauses its relay (SPEC §10): briefly, as retries are.
+    "POCHTA_RELAY_BACKOFF_SECONDS": "0.2",
     "POCHTA_SMTP_TIMEOUT": "5",
     "POCHTA_SMTP_HELO_NAME": "pochta.test",
     "POCHTA_LOG_LEVEL": "INFO",

@@ -1,11 +1,9 @@
 """This process's relays: a connection pool each, the shared limits, failover and shaping.
 
-For each message the route's relays are tried in order. A relay that is down (another
-worker could not reach it) is skipped while the route has another; a paused one (it
-said "slow down") is skipped. A relay with limits gives a session slot and a send slot
-from the shared store first, waiting at most SLOT_WAIT_SECONDS; a relay without limits
-costs no round trip per message: its shared state is read at most once a second.
-When no relay could take the message, it is postponed: handed back without an attempt.
+The route's relays are tried in order, skipping one that is down (while another is not)
+or paused. One with limits gives session and send slots from the shared store first; one
+without costs no round trip per message (the state is read at most once a second). A
+message no relay could take is Postponed: handed back without an attempt (docs/relays.md).
 """
 
 from __future__ import annotations
@@ -16,6 +14,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.clock import utcnow
 from app.config import Settings
@@ -38,6 +39,9 @@ SLOT_WAIT_SECONDS = 2.0
 STATE_TTL_SECONDS = 1.0
 # A session slot counts until then unless renewed: a killed worker's slots run out.
 SESSION_LEASE_SECONDS = 120.0
+# The shared store away (Redis or the database restarting): a relay without limits goes
+# on with what was last read; one with limits gives no slot, so nothing goes over.
+STORE_ERRORS = (redis.RedisError, SQLAlchemyError, OSError)
 # Stages at which no session was had: the attempt moves on to the route's next relay.
 NO_SESSION = frozenset({Stage.connect, Stage.ehlo, Stage.starttls, Stage.auth})
 
@@ -71,7 +75,13 @@ class RelayRouter:
         """Each relay's shared state, read at most once per STATE_TTL_SECONDS."""
         if time.monotonic() - self._read_at > STATE_TTL_SECONDS:
             names = list(self.relays.by_name)
-            fresh = self.store.read(names)
+            self._read_at = time.monotonic()
+            try:
+                fresh = self.store.read(names)
+                sessions = self.store.sessions(names, utcnow())
+            except STORE_ERRORS as error:
+                log.warning("relay state unavailable, using what was last read: %s", error)
+                return self._states
             now = utcnow()
             for name, state in fresh.items():
                 before = self._states.get(name, UP).condition(now)
@@ -83,14 +93,11 @@ class RelayRouter:
                         extra={"relay": name, "state": "up", "was": before.value},
                     )
             self._states = fresh
-            self._read_at = time.monotonic()
-            show_relays(self.relays.by_name, fresh, self.store.sessions(names, now), now)
+            show_relays(self.relays.by_name, fresh, sessions, now)
         return self._states
 
     def _remember(self, relay: Relay, state: RelayState) -> None:
         self._states = {**self._states, relay.name: state}
-
-    # one message
 
     def deliver(self, message: Message, clock: Clock) -> AttemptResult | Postponed:
         """One attempt over the route's first relay that gives a session, or Postponed."""
@@ -134,6 +141,13 @@ class RelayRouter:
         """Session and send slots of a relay with limits; when to try again if not had."""
         if not relay.limited:
             return None
+        try:
+            return self._wait_for_slots(relay, state)
+        except STORE_ERRORS as error:
+            log.warning("no slot for relay %s: the store is away (%s)", relay.name, error)
+            return self._busy(relay, 1.0)
+
+    def _wait_for_slots(self, relay: Relay, state: RelayState) -> datetime | None:
         now = time.monotonic()
         busy = self._busy_until.get(relay.name, now)
         if busy > now:
@@ -184,11 +198,15 @@ class RelayRouter:
         """Count the session this process has open (one round trip when it opens or ends)."""
         pool = self.pools[relay.name]
         pool.observe()
-        if not pool.is_open:
-            self._drop_session(relay)
-        elif relay.max_connections is None:
-            # Counted for `pochta relays`; renewed while it lasts, so it never runs out.
-            self._session_held(relay) or self._take_session(relay)
+        try:
+            if not pool.is_open:
+                self._drop_session(relay)
+            elif relay.max_connections is None:
+                # Counted for `pochta relays`; renewed while it lasts, so it never runs out.
+                self._session_held(relay) or self._take_session(relay)
+        except STORE_ERRORS as error:
+            # Only the count is late: the entry runs out by itself, or is taken next time.
+            log.info("relay %s: session not counted (%s)", relay.name, error)
 
     def _drop_session(self, relay: Relay) -> None:
         if self._sessions.pop(relay.name, None) is not None:
@@ -203,7 +221,12 @@ class RelayRouter:
             return
         until = utcnow() + timedelta(seconds=self.settings.relay_down_seconds)
         reason = str(reply) if reply else (result.error or "no session")
-        if self.store.mark_down(relay.name, until=until, reason=reason):
+        try:
+            changed = self.store.mark_down(relay.name, until=until, reason=reason)
+        except STORE_ERRORS as error:
+            log.warning("relay %s: down mark not shared (%s)", relay.name, error)
+            changed = True
+        if changed:
             log.warning(
                 "relay %s is down until %s: %s",
                 relay.name,
@@ -220,14 +243,19 @@ class RelayRouter:
 
     def _shape(self, relay: Relay, result: AttemptResult, message: Message) -> None:
         replies = [result.reply] + [r.reply for r in result.recipients.values()]
-        slow_down = next((r for r in replies if r is not None and is_rate_limited(r)), None)
+        # Only refusals are classed: a 250 costs no rule matching.
+        slow_down = next((r for r in replies if r and r.code >= 400 and is_rate_limited(r)), None)
         if slow_down is not None:
             result.retry_at = self._pause(relay, slow_down, message)
 
     def _pause(self, relay: Relay, reply: Reply, message: Message) -> datetime:
         now = utcnow()
         until = now + timedelta(seconds=self.settings.relay_backoff_seconds)
-        state = self.store.rate_limited(relay, now=now, until=until, reason=str(reply))
+        try:
+            state = self.store.rate_limited(relay, now=now, until=until, reason=str(reply))
+        except STORE_ERRORS as error:
+            log.warning("relay %s: pause not shared (%s)", relay.name, error)
+            state = RelayState(paused_until=until, reason=str(reply))
         if state is None:
             # Another message (here or in another worker) paused it already.
             current = self._states.get(relay.name, UP).paused_until
@@ -257,12 +285,15 @@ class RelayRouter:
         for name, relay in self.relays.by_name.items():
             if relay.max_connections is not None and name in self._sessions:
                 self.pools[name].close()
-                self._drop_session(relay)
+                try:
+                    self._drop_session(relay)
+                except STORE_ERRORS:
+                    log.info("could not release a session slot of %s; it runs out", name)
 
     def close(self) -> None:
         for name, pool in self.pools.items():
             pool.close()
             try:
                 self._drop_session(self.relays.by_name[name])
-            except Exception:  # the slot runs out by itself
-                log.info("could not release a session slot of %s", name)
+            except STORE_ERRORS:
+                log.info("could not release a session slot of %s; it runs out", name)

@@ -362,3 +362,34 @@ def test_ports_are_free_and_distinct() -> None:
         assert one.port != two.port
         with socket.create_connection((two.host, two.port), timeout=2) as raw:
             assert raw.recv(100).startswith(b"220 ")
+
+
+def test_throttle_answers_454_past_its_rate_then_takes_mail_again(relay: ScriptedRelay) -> None:
+    relay.throttle = (2, 0.3)
+    with connect(relay) as client:
+        client.sendmail("a@example.com", ["b@example.com"], MSG)
+        client.sendmail("a@example.com", ["b@example.com"], MSG)
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            client.sendmail("a@example.com", ["b@example.com"], MSG)
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (
+            454,
+            b"4.7.0 Throttling failure: Maximum sending rate exceeded",
+        )
+        client.rset()
+        # The throttle's window is time itself: once it has passed, MAIL is taken again.
+        time.sleep(0.35)
+        client.sendmail("a@example.com", ["b@example.com"], MSG)
+    assert relay.throttled == 1
+    first, second, third = relay.wait_for(3)
+    assert first.at <= second.at <= third.at
+    assert third.at - first.at >= 0.3
+
+
+def test_peak_sessions_counts_clients_open_at_once(relay: ScriptedRelay) -> None:
+    with connect(relay), connect(relay):
+        pass
+    with connect(relay):
+        pass
+    assert relay.peak_sessions == 2
+    relay.reset()
+    assert relay.peak_sessions == 0

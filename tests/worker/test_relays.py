@@ -170,6 +170,7 @@ def test_a_greeting_of_too_many_connections_pauses_and_fails_over(
     env: Env, tmp_path: Path, two_relays: tuple[ScriptedRelay, ScriptedRelay]
 ) -> None:
     primary, backup = two_relays
+    env["POCHTA_RELAY_BACKOFF_SECONDS"] = "30"
     write_relays(
         env,
         tmp_path,
