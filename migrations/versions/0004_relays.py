@@ -1,7 +1,7 @@
 """relays' shared state for the embedded mode: pauses, down marks, rates, sessions
 
 Revision ID: 0004_relays
-Revises: 0004_events (re-chained on the dashboard branch)
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_relays"
-down_revision = "0004_events"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
