@@ -25,6 +25,7 @@ lint: $(INSTALLED)
 
 test: lint
 	scripts/ensure-postfix
+	scripts/ensure-chromium
 	scripts/check-compose
 	$(BIN)/pytest
 

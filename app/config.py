@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     # SMTP transcripts kept on attempts (SPEC §11).
     transcripts: Transcripts = Transcripts.failures
 
+    # A dashboard sign-in lasts this long (SPEC §11); a revoked key ends it at once.
+    ui_session_seconds: PositiveSeconds = 12 * 3600.0
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:

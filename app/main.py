@@ -27,6 +27,7 @@ from app.api import (
 from app.config import get_settings
 from app.errors import PayloadTooLarge
 from app.outbox.doorbell import doorbell
+from app.ui import app as ui
 
 DOORBELL_FLUSH_SECONDS = 5.0
 API_THREADS = 8
@@ -109,6 +110,7 @@ def create_app() -> FastAPI:
     app.include_router(suppressions.router)
     openapi.install(app)
     docs_pages.install(app)
+    ui.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     # Outermost (added last), so that the 413s BodyLimit answers are logged too.
     app.add_middleware(access_log.AccessLog)

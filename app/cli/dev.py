@@ -117,6 +117,7 @@ def _print_welcome(secret: str, reused: bool, kept_in: Path, args: argparse.Name
         f"\nPochta is running: API http://{LOOPBACK}:{port}, sink {LOOPBACK}:{sink_port} "
         f"(messages land in var/sink/), bounce reports {LOOPBACK}:{args.bounces_port}\n"
         f"API key ({whence} {kept_in}): {secret}\n"
+        f"Dashboard: http://{LOOPBACK}:{port}/ui (sign in with that key)\n"
         "For `pochta send` and the README's curl lines:\n"
         f"  export POCHTA_API_KEY={secret}\n"
         "Send one:\n"

@@ -8,44 +8,33 @@ from app.cli.database import database_errors
 from app.config import Settings
 
 
-def _rate(per_second: float | None) -> str:
-    if per_second is None:
-        return "unlimited"
-    if per_second >= 1:
-        return f"{per_second:.4g}/s"
-    return f"{per_second * 60:.4g}/min"
-
-
 def cmd_relays(_: argparse.Namespace, settings: Settings) -> None:
     from app.clock import utcnow
-    from app.relays.config import get_relays
-    from app.relays.state import RelayCondition, store_for
+    from app.relays.report import rate_text, relay_reports
+    from app.relays.state import RelayCondition
 
-    relays = get_relays(settings)
-    store = store_for(settings)
-    names = list(relays.by_name)
     with database_errors(settings):
-        states = store.read(names)
-        sessions = store.sessions(names, utcnow())
-    now = utcnow()
+        reports = relay_reports(settings, utcnow())
     rows = [("NAME", "HOST:PORT", "STATE", "RATE", "SESSIONS")]
-    for name, relay in relays.by_name.items():
-        state = states[name]
-        condition = state.condition(now)
-        until = state.until(now)
-        shown = condition.value
-        if condition is not RelayCondition.up and until is not None:
-            shown = f"{condition.value} until {until.isoformat(timespec='seconds')}"
-        limit = f" (max {relay.max_connections})" if relay.max_connections else ""
+    for report in reports:
+        shown = report.condition.value
+        if report.condition is not RelayCondition.up and report.until is not None:
+            shown = f"{report.condition.value} until {report.until.isoformat(timespec='seconds')}"
+        limit = f" (max {report.max_connections})" if report.max_connections else ""
         rows.append(
-            (name, relay.address, shown, _rate(state.rate(relay, now)), f"{sessions[name]}{limit}")
+            (
+                report.name,
+                report.address,
+                shown,
+                rate_text(report.rate_per_second),
+                f"{report.sessions}{limit}",
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
-    for name in names:
-        state = states[name]
-        if state.condition(now) is not RelayCondition.up and state.reason:
-            print(f"{name}: {state.reason}")
+    for report in reports:
+        if report.reason:
+            print(f"{report.name}: {report.reason}")

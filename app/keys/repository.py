@@ -40,3 +40,10 @@ def active_by_hash(session: Session, *, key_hash: str) -> Row[str, str, KeyScope
             ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
         )
     ).first()
+
+
+def active_by_id(session: Session, *, key_id: str) -> ApiKey | None:
+    """The key with this id if it is not revoked."""
+    return session.scalars(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    ).one_or_none()

@@ -124,3 +124,8 @@ def authenticate(session: Session, *, secret: str) -> Caller:
     caller = Caller(key_id=row.id, tenant=row.tenant, scope=row.scope)
     recent_keys.put(key_hash, caller, looked_up_at=looked_up_at)
     return caller
+
+
+def active_key(session: Session, *, key_id: str) -> ApiKey | None:
+    """The key with this id while it is not revoked (a dashboard session asks each time)."""
+    return repository.active_by_id(session, key_id=key_id)

@@ -138,3 +138,19 @@ def replay(
         )
     )
     return int(count)
+
+
+def deliveries_of_events(
+    session: Session, *, tenant: str, event_ids: Sequence[str]
+) -> list[tuple[Delivery, str]]:
+    """Every request made for these events to the tenant's endpoints, newest first, each
+    with its endpoint's URL (a message's page shows them under its events)."""
+    if not event_ids:
+        return []
+    rows = session.execute(
+        select(Delivery, Webhook.url)
+        .join(Webhook, Webhook.id == Delivery.webhook_pk)
+        .where(Webhook.tenant == tenant, Delivery.event_pk.in_(list(event_ids)))
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
+    )
+    return [(delivery, url) for delivery, url in rows.tuples()]

@@ -159,3 +159,10 @@ def replay(
         extra={"webhook_id": webhook.id, "tenant": caller.tenant, "queued": queued},
     )
     return queued
+
+
+def deliveries_of_events(
+    session: Session, *, caller: Caller, event_ids: list[str]
+) -> list[tuple[Delivery, str]]:
+    """The requests made for these events, newest first, with each endpoint's URL."""
+    return repository.deliveries_of_events(session, tenant=caller.tenant, event_ids=event_ids)

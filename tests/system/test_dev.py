@@ -138,6 +138,7 @@ def test_a_second_dev_is_refused_and_a_restarted_one_prints_the_same_key(dev: De
     try:
         secret = printed_key(output)
         assert f"  export POCHTA_API_KEY={secret}\n" in output
+        assert f"Dashboard: http://{LOOPBACK}:{dev.port}/ui " in output
         second = dev.run()
         assert second.returncode == 1
         (line,) = second.stderr.strip().splitlines()

@@ -228,6 +228,11 @@ def test_the_installed_processes_deliver_mail(
         "billy@example.org",
         "vasia@example.org",
     ]
+    # The dashboard's templates and static files are package data of the wheel.
+    login = httpx.get(f"{stack.url}/ui/login", timeout=10)
+    assert login.status_code == 200, login.text
+    assert 'action="/ui/login"' in login.text
+    assert httpx.get(f"{stack.url}/ui/static/refresh.js", timeout=10).status_code == 200
     # The worker serves its metrics too (prometheus_client is a runtime dependency).
     metrics = httpx.get(
         f"http://127.0.0.1:{stack.env['POCHTA_WORKER_METRICS_PORT']}/metrics", timeout=10

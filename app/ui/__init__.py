@@ -1,0 +1,1 @@
+"""The web dashboard at /ui (SPEC §11): server-rendered pages over the domain services."""
