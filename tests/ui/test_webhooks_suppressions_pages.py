@@ -9,10 +9,9 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app import db
-from app.clock import utcnow
-from app.events.types import EventType
 from app.keys.models import KeyScope
-from app.webhooks.models import Delivery, DeliveryStatus, PendingDelivery
+from app.webhooks.models import PendingDelivery
+from tests.support.checks import wait_until
 from tests.ui.conftest import Running, Watched
 from tests.ui.helpers import (
     api_get,
@@ -74,32 +73,22 @@ def test_a_webhook_delivery_is_replayed_from_its_page(running: Running, watched:
     with running.stack.client(key) as client:
         running.stack.wait_for_status(client, message_id, {"sent"})
     (event,) = api_get(running.url, key, f"/v1/events?message_id={message_id}")["data"]
-    # A failed request as the delivery worker logs it (that worker is another branch's).
-    with db.session_scope() as session:
-        session.add(
-            Delivery(
-                webhook_pk=webhook_id,
-                event_pk=event["id"],
-                event_type=EventType.message_sent,
-                attempt=1,
-                status=DeliveryStatus.failed,
-                response_status=500,
-                error="HTTP 500",
-                duration_ms=12,
-                created_at=utcnow(),
-            )
-        )
+    # The delivery worker makes the request (nothing listens on port 9) and logs it.
+    deliveries = f"/v1/webhooks/{webhook_id}/deliveries"
+    wait_until(
+        lambda: bool(api_get(running.url, key, deliveries)["data"]),
+        60,
+        lambda: running.stack.logs(),
+    )
     # The message's page shows the request under the event it carried.
     page.goto(f"/ui/messages/{message_id}")
-    sent = page.locator(f"tr[data-event-id='{event['id']}'] .deliveries-of-event li")
-    expect(sent).to_have_count(1)
-    expect(sent).to_contain_text("failed 500")
+    sent = page.locator(f"tr[data-event-id='{event['id']}'] .deliveries-of-event li").first
+    expect(sent).to_contain_text("failed")
     expect(sent).to_contain_text("http://127.0.0.1:9/pochta")
     shoot(page, "message-event-deliveries")
     page.goto(f"/ui/webhooks/{webhook_id}")
-    row = page.locator("table.deliveries tbody tr")
-    expect(row).to_have_count(1)
-    expect(row).to_contain_text("500")
+    row = page.locator("table.deliveries tbody tr").first
+    expect(row).to_contain_text("failed")
     row.locator("button", has_text="Replay").click()
     expect(page.locator(".notice")).to_have_text("1 event queued to be sent again.")
     shoot(page, "webhook-deliveries")
@@ -111,7 +100,7 @@ def test_a_webhook_delivery_is_replayed_from_its_page(running: Running, watched:
 
     page.click("text=Turn off")
     expect(page.locator(".heading .badge")).to_have_text("disabled")
-    page.locator("table.deliveries button", has_text="Replay").click()
+    page.locator("table.deliveries button", has_text="Replay").first.click()
     expect(page.locator(".notice")).to_contain_text("turn it on before replaying")
 
     page.click("text=New secret")
