@@ -21,7 +21,7 @@ from app.events import repository
 from app.events.models import Event
 from app.events.schemas import EventQuery
 from app.keys.service import Caller
-from app.messages.listing import Position, decode_cursor, encode_cursor
+from app.messages.listing import decode_cursor, page_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -53,13 +53,7 @@ def list_events(session: Session, *, caller: Caller, query: EventQuery) -> Page:
         before=(after.created_at, after.id) if after else None,
         limit=query.limit + 1,
     )
-    page = rows[: query.limit]
-    last = page[-1] if page else None
-    next_cursor = (
-        encode_cursor(Position(last.created_at, last.id), made_for)
-        if len(rows) > query.limit and last
-        else None
-    )
+    page, next_cursor = page_of(rows, query.limit, made_for)
     return Page(events=page, next_cursor=next_cursor)
 
 

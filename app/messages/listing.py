@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
 import orjson
 from sqlalchemy.orm import Session
@@ -69,6 +71,23 @@ def encode_cursor(position: Position, fingerprint: str) -> str:
     return base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
 
 
+class _Keyed(Protocol):
+    created_at: datetime
+    id: str
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def page_of(rows: Sequence[K], limit: int, fingerprint: str) -> tuple[list[K], str | None]:
+    """The page in rows fetched with limit + 1, and the cursor of the next (None at the end)."""
+    page = list(rows[:limit])
+    if len(rows) <= limit or not page:
+        return page, None
+    last = page[-1]
+    return page, encode_cursor(Position(last.created_at, last.id), fingerprint)
+
+
 def decode_cursor(cursor: str, fingerprint: str) -> Position:
     """The position a cursor names; 422 naming `cursor` if it is not ours for these filters."""
     try:
@@ -114,13 +133,7 @@ def list_messages(session: Session, *, caller: Caller, query: ListQuery) -> Page
         before=(after.created_at, after.id) if after else None,
         limit=query.limit + 1,
     )
-    page = rows[: query.limit]
-    last = page[-1] if page else None
-    next_cursor = (
-        encode_cursor(Position(last.created_at, last.id), made_for)
-        if len(rows) > query.limit and last
-        else None
-    )
+    page, next_cursor = page_of(rows, query.limit, made_for)
     return Page(messages=page, next_cursor=next_cursor)
 
 

@@ -13,7 +13,7 @@ import hashlib
 import orjson
 from sqlalchemy.orm import Session
 
-from app.messages.listing import Position, decode_cursor, encode_cursor
+from app.messages.listing import decode_cursor, page_of
 from app.webhooks import repository
 from app.webhooks.models import Delivery, Webhook
 from app.webhooks.schemas import DeliveryQuery
@@ -38,8 +38,4 @@ def page_of_deliveries(
         before=(after.created_at, after.id) if after else None,
         limit=query.limit + 1,
     )
-    page = rows[: query.limit]
-    last = page[-1] if page else None
-    more = len(rows) > query.limit and last is not None
-    cursor = encode_cursor(Position(last.created_at, last.id), made_for) if more and last else None
-    return page, cursor
+    return page_of(rows, query.limit, made_for)
