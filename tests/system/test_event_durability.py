@@ -2,7 +2,8 @@
 
 Real processes (`pochta api`, `worker`, `scheduler`) on PostgreSQL and Redis. Whatever
 moment the kill lands on, each group's changes and events commit together or not at
-all, so afterwards every attempt has exactly one event and every event its attempt.
+all, so afterwards every attempt has exactly one event and every event its attempt; and
+every event reaches the subscribed webhook endpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from harness.relay import ScriptedRelay
 from harness.stack import Stack
+from harness.webhook_receiver import WebhookReceiver
 from tests.conftest import Env, make_key
 from tests.support.checks import email, wait_for_statuses, wait_until
 
@@ -39,10 +41,11 @@ def read(client: httpx.Client, path: str, **params: Any) -> Any:
 
 
 def events_of(client: httpx.Client, message_id: str) -> list[dict[str, Any]]:
-    """Every event of a message, oldest first."""
+    """Every message.* event of a message, oldest first (a hard bounce also has its
+    suppression.created)."""
     body = read(client, "/v1/events", message_id=message_id, limit=100)
     assert body["next_cursor"] is None
-    return list(reversed(body["data"]))
+    return [e for e in reversed(body["data"]) if e["type"].startswith("message.")]
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -53,6 +56,7 @@ def test_a_worker_killed_mid_group_leaves_every_change_with_exactly_its_event(
     # A retry's task that the killed worker had taken is handed over again soon.
     env["POCHTA_DISPATCH_LEASE_SECONDS"] = "2"
     env["POCHTA_WORKER_METRICS_PORT"] = "0"
+    env["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "true"
     # Each SMTP transaction takes a little while, so a group spans a few and is written
     # every few dozen milliseconds: the kill lands among writes, not after the last.
     relay.stall_after_data = 0.02
@@ -66,9 +70,14 @@ def test_a_worker_killed_mid_group_leaves_every_change_with_exactly_its_event(
         relay.script_rcpt(f"x{i}@example.org", *[NO_SUCH_USER] * 3)
         bodies[i]["to"].append(f"x{i}@example.org")
 
-    with Stack(env.for_subprocess(), tmp_path, concurrency=2) as stack:
+    with (
+        WebhookReceiver() as receiver,
+        Stack(env.for_subprocess(), tmp_path, concurrency=2) as stack,
+    ):
         stack.start()
         with stack.client(make_key()) as client:
+            hook = client.post("/v1/webhooks", json={"url": receiver.url()})
+            assert hook.status_code == 201, hook.text
             response = client.post("/v1/messages/batch", json={"messages": bodies})
             assert response.status_code == 200, response.text
             ids = [item["message"]["id"] for item in response.json()["results"]]
@@ -97,3 +106,22 @@ def test_a_worker_killed_mid_group_leaves_every_change_with_exactly_its_event(
                 assert events[-1]["data"]["message"] == {
                     k: v for k, v in message.items() if k != "attempts"
                 }
+
+            # Every event, suppression.created included, was delivered (at least once).
+            every = {
+                event["id"]
+                for message_id in ids
+                for event in read(client, "/v1/events", message_id=message_id, limit=100)["data"]
+            }
+            receiver.wait_for(
+                lambda seen: every <= {r.headers["webhook-id"] for r in seen}, timeout=90
+            )
+            path = f"/v1/webhooks/{hook.json()['id']}/deliveries"
+            succeeded: set[str] = set()
+            page = read(client, path, limit=100)
+            while True:
+                succeeded |= {d["event_id"] for d in page["data"] if d["status"] == "succeeded"}
+                if page["next_cursor"] is None:
+                    break
+                page = read(client, path, limit=100, cursor=page["next_cursor"])
+            assert every <= succeeded, "the deliveries log shows each event delivered"
