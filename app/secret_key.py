@@ -32,7 +32,18 @@ def derived_key(settings: Settings, purpose: str) -> bytes:
     return hmac.new(secret_key(settings), purpose.encode(), hashlib.sha256).digest()
 
 
+# The embedded mode's secret, once read: VERP signs every message with it.
+_read: dict[Path, bytes] = {}
+
+
 def _embedded_secret(path: Path) -> bytes:
+    key = path.resolve()
+    if key not in _read:
+        _read[key] = _read_or_make(path)
+    return _read[key]
+
+
+def _read_or_make(path: Path) -> bytes:
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
