@@ -106,6 +106,9 @@ def _stop_webhook_pool(pool: subprocess.Popen[bytes]) -> None:
         pool.wait()
 
 
+WEBHOOK_POOL_NICENESS = 10
+
+
 def _run_webhook_pool(settings: Settings) -> None:
     """Threads consuming only the webhooks queue: requests wait on the network, not the CPU,
     and one dead endpoint holds these threads, never email's processes (SPEC §7)."""
@@ -114,6 +117,9 @@ def _run_webhook_pool(settings: Settings) -> None:
 
     # One line per request is ours (pochta.webhooks, with the event and endpoint ids).
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # When the host's CPUs are all busy, email goes first: a webhook is told a moment
+    # later, a message is not sent later because of it.
+    os.nice(WEBHOOK_POOL_NICENESS)
     argv = [*_celery_common(settings), "-Q", WEBHOOK_QUEUE, "--pool", "threads"]
     argv += ["--concurrency", str(settings.webhook_worker_threads), "--hostname", "webhooks@%h"]
     consuming_app().worker_main(argv)
