@@ -38,6 +38,9 @@ class Received:
     connection: int
     # time.monotonic() when the relay accepted it (not part of what was received).
     at: float = field(default=0.0, compare=False)
+    # time.monotonic() of its MAIL command: where a relay counts its rate, and what comes
+    # right after the sender took its send slot (the DATA end adds the transfer's jitter).
+    mail_at: float = field(default=0.0, compare=False)
 
 
 class _Verbatim(str):
@@ -397,6 +400,7 @@ class _Handler:
         address: str,
         options: list[str],
     ) -> str:
+        server.mail_at = time.monotonic()
         relay = self.relay
         if relay.auth is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
@@ -465,6 +469,7 @@ class _Handler:
                 data=data,
                 connection=server.connection,
                 at=time.monotonic(),
+                mail_at=server.mail_at,
             )
         )
         server.accepted += 1
@@ -488,6 +493,7 @@ class _RelaySMTP(SMTP):
         self.hung_up = False
         self.accepted = 0
         self.hang_up_after_reply = False
+        self.mail_at = 0.0
         self._greeting: str | None = None
         self._in_auth_exchange = False
         super().__init__(handler, **kwargs)
