@@ -27,7 +27,8 @@ test: lint
 	scripts/ensure-postfix
 	scripts/ensure-chromium
 	scripts/check-compose
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist worksteal -m "not serial"
+	$(BIN)/pytest -m serial
 
 format: $(INSTALLED)
 	$(BIN)/ruff format .

@@ -79,10 +79,14 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + quote(name, safe="")))
 
 
-def create_database(admin_url: str, name: str) -> str:
-    """CREATE DATABASE name on the server behind admin_url; return its SQLAlchemy URL."""
+def create_database(admin_url: str, name: str, *, template: str | None = None) -> str:
+    """CREATE DATABASE name on the server behind admin_url, a copy of template if given;
+    return its SQLAlchemy URL."""
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
     with psycopg.connect(_libpq_url(admin_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(statement)
     return _with_database(admin_url, name)
 
 

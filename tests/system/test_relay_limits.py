@@ -27,6 +27,9 @@ from harness.stack import Stack
 from tests.conftest import Env, make_key
 from tests.support.checks import email, wait_for_statuses
 
+# What the relay sees per second is measured: alone, not beside other tests.
+pytestmark = pytest.mark.serial
+
 FINAL = {"sent", "partially_sent", "failed", "canceled"}
 
 

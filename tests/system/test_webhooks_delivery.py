@@ -154,6 +154,7 @@ def test_410_disables_the_endpoint(stack: Stack, receiver: WebhookReceiver) -> N
     assert len(receiver.requests("/hook")) == 1
 
 
+@pytest.mark.serial  # it measures the pace of email: alone, not beside other tests
 def test_a_dead_endpoint_slows_neither_email_nor_another_endpoint(
     env: Env, relay: ScriptedRelay, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
