@@ -48,6 +48,16 @@ class Applied:
     message_id: str | None = None
 
 
+class ReportTooEarly(Exception):
+    """A report names a recipient whose attempt is not recorded yet (a relay that bounces
+    within the moment between its 250 and our commit): the reporting MTA should try it
+    again shortly, when the recipient is `sent` and the report can apply."""
+
+
+# The attempt that got the relay's 250 may still be being recorded.
+_NOT_RECORDED_YET = {RecipientStatus.pending, RecipientStatus.deferred}
+
+
 def apply_report(
     session: Session,
     *,
@@ -120,8 +130,11 @@ def _reported(message: Message, report: Report) -> list[tuple[Recipient, FailedR
 def _apply_bounces(
     session: Session, message: Message, report: Report, now: datetime
 ) -> tuple[int, list[dict[str, Any]]]:
+    reported = _reported(message, report)
+    if any(recipient.status in _NOT_RECORDED_YET for recipient, _ in reported):
+        raise ReportTooEarly(message.id)
     bounced: list[tuple[Recipient, FailedRecipient]] = []
-    for recipient, failed in _reported(message, report):
+    for recipient, failed in reported:
         # Only a recipient the relay took can bounce later; a repeated report is a no-op.
         if recipient.status is not RecipientStatus.sent:
             continue

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import db
-from app.bounces.apply import Applied, apply_report
+from app.bounces.apply import Applied, ReportTooEarly, apply_report
 from app.bounces.metrics import count_report
 from app.bounces.reports import Report, ReportKind, read_report
 from app.clock import utcnow
@@ -51,6 +51,9 @@ class ReportHandler:
         try:
             # The database is blocking I/O: off the event loop, which serves other sessions.
             applied = await asyncio.get_running_loop().run_in_executor(None, self.take, raw, rcpts)
+        except ReportTooEarly as early:
+            log.info("report for a message still being sent", extra={"message_id": str(early)})
+            return "451 4.3.0 The message is still being sent; try the report again later"
         except SQLAlchemyError:
             log.exception("report not recorded", extra={"rcpt": rcpts})
             return "451 4.3.0 Cannot record the report now; try again later"

@@ -10,8 +10,6 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -59,15 +57,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
     # Before the pool forks: its processes count there, this one serves the sum (the
     # webhook pool's process inherits the directory too).
     use_private_multiprocess_dir("worker")
+    from app.cli.webhook_pool import WebhookPool
     from worker.metrics import serve
     from worker.tasks import consuming_app
 
-    webhook_pool = _start_webhook_pool()
+    webhook_pool = WebhookPool()
 
     def _stop_both(**_: object) -> None:
         # Both pools wind down together, within one stop timeout.
-        if webhook_pool.poll() is None:
-            webhook_pool.send_signal(signal.SIGTERM)
+        webhook_pool.signal_stop()
 
     from celery.signals import worker_shutting_down
 
@@ -78,7 +76,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
         argv += ["--concurrency", str(args.concurrency or os.cpu_count() or 1)]
         consuming_app().worker_main(argv)
     finally:
-        _stop_webhook_pool(webhook_pool)
+        webhook_pool.stop()
 
 
 def _celery_common(settings: Settings) -> list[str]:
@@ -86,24 +84,6 @@ def _celery_common(settings: Settings) -> list[str]:
     quiet = ["--quiet"] if settings.log_format is LogFormat.json else []
     argv = [*quiet, "worker", "--loglevel", settings.log_level.upper()]
     return [*argv, "--without-gossip", "--without-mingle", "--without-heartbeat"]
-
-
-def _start_webhook_pool() -> subprocess.Popen[bytes]:
-    """The webhook pool, a process of its own in this worker's group: a stop reaches it."""
-    from app import processes
-
-    argv = [sys.executable, "-m", "app.cli", "worker", "--webhooks-only"]
-    return processes.spawn(argv, new_group=False)
-
-
-def _stop_webhook_pool(pool: subprocess.Popen[bytes]) -> None:
-    if pool.poll() is None:
-        pool.send_signal(signal.SIGTERM)
-    try:
-        pool.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pool.kill()
-        pool.wait()
 
 
 WEBHOOK_POOL_NICENESS = 10

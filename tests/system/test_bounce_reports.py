@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from app import db, processes
+from app.bounces.verp import make_address
+from app.config import get_settings
 from app.events.models import Event
 from app.suppressions.models import Suppression
 from harness.ports import LOOPBACK, free_port
@@ -136,6 +138,35 @@ def test_an_arf_complaint_suppresses_and_leaves_the_status(
     complained = next(e for e in events_of(message_id) if e.type == "recipient.complained")
     assert complained.data["report"]["feedback_type"] == "abuse"
     assert bounces.reports("feedback_report", "true") == 1
+
+
+@SQLITE_ONLY
+def test_a_report_before_the_attempt_is_recorded_is_deferred_then_applied(
+    bounces: Bounces, relay: ScriptedRelay
+) -> None:
+    # A relay can bounce within the moment between its 250 and the worker's commit.
+    message_id = submit(to=[BILLY])
+    address = make_address(get_settings(), message_id, DOMAIN)
+    raw = postfix_dsn(to=address, recipient=BILLY, message_id=fetch(message_id).message_id)
+    with smtplib.SMTP(LOOPBACK, bounces.port, timeout=30) as client:
+        client.ehlo("mx.example.net")
+        assert client.mail("<>")[0] == 250
+        assert client.rcpt(address)[0] == 250
+        code, reply = client.data(raw)
+    assert (code, reply) == (
+        451,
+        b"4.3.0 The message is still being sent; try the report again later",
+    )
+    assert fetch(message_id).recipients[0].status == "pending"
+    assert "recipient.bounced" not in [e.type.value for e in events_of(message_id)]
+
+    assert run_until_final(message_id).status == "sent"
+    bounces.send(raw, address)  # the reporting MTA's retry
+    wait_until(
+        lambda: fetch(message_id).recipients[0].status == "bounced",
+        timeout=30,
+        describe=bounces.log.read_text,
+    )
 
 
 @SQLITE_ONLY

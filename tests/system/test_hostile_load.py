@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from harness.stack import Stack
 from tests.conftest import Env, make_key
@@ -29,6 +30,7 @@ def latencies(client: httpx.Client, path: str, count: int) -> list[float]:
     return taken
 
 
+@pytest.mark.serial  # it compares latencies: alone, not beside other tests
 def test_other_requests_stay_fast_while_hostile_bodies_are_refused(
     sqlite_env: Env, tmp_path: Path
 ) -> None:

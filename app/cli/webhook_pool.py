@@ -1,0 +1,94 @@
+"""The webhook pool as `pochta worker` keeps it: a process of its own beside the email pool,
+started again whenever it dies while the worker runs.
+
+A pool that died unnoticed would lose nothing (what is owed stays in webhook_pending), but
+every endpoint would hear nothing until someone restarted the whole worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from app import processes
+
+log = logging.getLogger("pochta.worker")
+
+# A pool that dies at once is started again after this, doubling up to the cap; one that
+# ran for longer than the cap starts from the first delay again.
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    # In this worker's process group: a stop of the group reaches it too.
+    argv = [sys.executable, "-m", "app.cli", "worker", "--webhooks-only"]
+    return processes.spawn(argv, new_group=False)
+
+
+class WebhookPool:
+    """Starts the pool, watches it from a thread, and stops it with the worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._process = _spawn()
+        # The watcher starts the restarted pools: their parent-death signal is bound to the
+        # thread that forked them, and this one lives until stop().
+        self._watcher = threading.Thread(target=self._watch, name="webhook-pool", daemon=True)
+        self._watcher.start()
+
+    @property
+    def pid(self) -> int:
+        with self._lock:
+            return self._process.pid
+
+    def signal_stop(self) -> None:
+        """Ask the pool to finish its requests under way and exit; no restart after it."""
+        with self._lock:
+            self._stopping.set()
+            if self._process.poll() is None:
+                self._process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """signal_stop(), then wait for the pool (killed past STOP_TIMEOUT)."""
+        self.signal_stop()
+        with self._lock:
+            process = self._process
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self._watcher.join(timeout=STOP_TIMEOUT)
+
+    def _watch(self) -> None:
+        delay = FIRST_RESTART_DELAY
+        while True:
+            with self._lock:
+                process = self._process
+            started = time.monotonic()
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > MAX_RESTART_DELAY:
+                delay = FIRST_RESTART_DELAY
+            log.error(
+                "webhook pool exited with %s; starting it again in %g s",
+                code,
+                delay,
+                extra={"exit_code": code, "restart_in_seconds": delay},
+            )
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._process = _spawn()
+            log.info("webhook pool started again", extra={"pid": self._process.pid})
+            delay = min(delay * 2, MAX_RESTART_DELAY)
