@@ -99,7 +99,8 @@ def _print_problem(response: httpx.Response) -> None:
 def _print_final(message: dict[str, Any]) -> None:
     print(message["status"])
     for recipient in message["recipients"]:
-        reply = (recipient.get("smtp_reply") or "").replace("\n", " ")
+        # Pochta's own note where no relay replied (suppressed, unreachable relay).
+        reply = (recipient.get("smtp_reply") or recipient.get("error") or "").replace("\n", " ")
         fields = [
             recipient["email"],
             recipient["status"],

@@ -113,6 +113,25 @@ def test_pochta_send_prints_the_id_and_with_wait_each_recipients_reply(
         "nobody@example.org\tfailed\t550\t5.1.1\tNo such user here",
     ]
 
+    with stack.client(key) as client:
+        assert client.put("/v1/suppressions/gone@example.org", json={"reason": "manual"}).is_success
+    suppressed = pochta_send(
+        stack,
+        "--from",
+        "a@example.org",
+        "--to",
+        "gone@example.org",
+        "--text",
+        "x",
+        "--wait",
+        key=key,
+    )
+    assert suppressed.returncode == 1, suppressed.stderr
+    assert suppressed.stdout.splitlines()[1:] == [
+        "failed",
+        "gone@example.org\tsuppressed\t-\t-\tsuppressed: manual",
+    ]
+
     sent = pochta_send(
         stack,
         *("--from", "a@example.org", "--to", "b@example.org", "--html", "<p>hi</p>"),
