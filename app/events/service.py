@@ -1,19 +1,12 @@
 """Reading events: one by id, or a tenant's newest first, a keyset page at a time.
 
-Pages work as GET /v1/messages's do (app/messages/listing.py, whose cursor format this
-shares): a page starts strictly after the last event of the one before, and a cursor
-carries a fingerprint of the filters and tenant it was made for, so it is refused
-(422) with other filters.
+Pages work as GET /v1/messages's do (app/keyset.py).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
-import orjson
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -21,9 +14,7 @@ from app.events import repository
 from app.events.models import Event
 from app.events.schemas import EventQuery
 from app.keys.service import Caller
-from app.messages.listing import decode_cursor, page_of
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from app.keyset import decode_cursor, fingerprint, micros, page_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +49,11 @@ def list_events(session: Session, *, caller: Caller, query: EventQuery) -> Page:
 
 
 def _fingerprint(query: EventQuery, tenant: str) -> str:
-    """A short digest of the filters (not the page size) and the tenant, kept in a cursor."""
-    canonical = [
+    return fingerprint(
         "events",
         tenant,
         query.type.value if query.type else None,
         query.message_id,
-        _micros(query.created_after),
-        _micros(query.created_before),
-    ]
-    digest = hashlib.sha256(orjson.dumps(canonical)).digest()
-    return base64.urlsafe_b64encode(digest[:9]).decode()
-
-
-def _micros(value: datetime | None) -> int | None:
-    return None if value is None else (value - _EPOCH) // timedelta(microseconds=1)
+        micros(query.created_after),
+        micros(query.created_before),
+    )

@@ -1,28 +1,22 @@
 """An endpoint's deliveries log a page at a time, newest first, with an opaque cursor.
 
-Keyset pages on (created_at, id) as GET /v1/messages has them (app/messages/listing.py,
-whose cursor format this reuses): the cursor carries the position and a fingerprint of
-the endpoint and filters, and is refused (422) with others.
+Keyset pages on (created_at, id) as GET /v1/messages has them (app/keyset.py): the cursor
+carries the position and a fingerprint of the endpoint and filters, and is refused (422)
+with others.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-
-import orjson
 from sqlalchemy.orm import Session
 
-from app.messages.listing import decode_cursor, page_of
+from app.keyset import decode_cursor, fingerprint, page_of
 from app.webhooks import repository
 from app.webhooks.models import Delivery, Webhook
 from app.webhooks.schemas import DeliveryQuery
 
 
 def _fingerprint(query: DeliveryQuery, webhook: Webhook) -> str:
-    canonical = [webhook.id, query.event_id, query.status.value if query.status else None]
-    digest = hashlib.sha256(orjson.dumps(canonical)).digest()
-    return base64.urlsafe_b64encode(digest[:9]).decode()
+    return fingerprint(webhook.id, query.event_id, query.status.value if query.status else None)
 
 
 def page_of_deliveries(
