@@ -4,7 +4,7 @@ in-flight cap and the address check at connect, against a real receiver on loopb
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -310,3 +310,99 @@ def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
     assert sorted(r.headers["webhook-id"] for r in receiver.requests()) == sorted(events)
     assert all(sent.succeeded for sent in counted)
     assert len(deliveries(webhook_id)) == 5
+
+
+def _claim_batch(pending_id: int, now: datetime, batch: int) -> pending.Claimed | str | None:
+    with db.session_scope() as session:
+        return pending.claim(
+            session,
+            pending_id=pending_id,
+            now=now,
+            lease_until=now + timedelta(seconds=60),
+            max_in_flight=2,
+            busy_until=now + timedelta(seconds=1),
+            batch=batch,
+        )
+
+
+def test_a_claim_takes_a_batch_under_one_lease_and_holds_one_slot(
+    env: Env, receiver: WebhookReceiver
+) -> None:
+    env["POCHTA_WEBHOOK_MAX_IN_FLIGHT"] = "2"
+    create_endpoint(receiver.url())
+    for _ in range(12):
+        add_event()
+    now = utcnow()
+    with db.session_scope() as session:
+        pending.fan_out(session, now=now, limit=500)
+        ids = list(session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)))
+    first = _claim_batch(ids[0], now, batch=5)
+    assert isinstance(first, pending.Claimed)
+    assert [owed.pending_id for owed in first.owed] == ids[:5]
+    assert {owed.attempt for owed in first.owed} == {1}
+    with db.session_scope() as session:
+        # One claim is one request open at a time: one slot of two, whatever its size.
+        assert (
+            len(
+                pending.take_due(
+                    session, now=now, until=now + timedelta(seconds=60), limit=500, max_in_flight=2
+                )
+            )
+            == 1
+        )
+        session.rollback()
+    second = _claim_batch(ids[5], now, batch=5)
+    assert isinstance(second, pending.Claimed)
+    assert second.owed[0].pending_id == ids[5]
+    assert second.lease_until != first.lease_until, "two claims never share a lease"
+    assert _claim_batch(ids[10], now, batch=5) == pending.BUSY
+
+
+def test_a_failure_ends_a_batch_and_what_it_did_not_send_is_given_back(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    from app.webhooks.sending import Sent, deliver_from
+
+    receiver.script("/hook", 200, 500)
+    webhook_id, _ = create_endpoint(receiver.url())
+    events = [add_event() for _ in range(5)]
+    with db.session_scope() as session:
+        pending.fan_out(session, now=utcnow(), limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    counted: list[Sent] = []
+    assert deliver_from(first, client, on_sent=counted.append) == 2
+    assert [sent.succeeded for sent in counted] == [True, False]
+    log = deliveries(webhook_id)
+    assert [(d.status, d.response_status) for d in log] == [
+        (DeliveryStatus.succeeded, 200),
+        (DeliveryStatus.failed, 500),
+    ]
+    with db.session_scope() as session:
+        left = session.scalars(select(PendingDelivery).order_by(PendingDelivery.id)).all()
+        # The failed one waits for its retry; the three never sent are due, uncounted.
+        assert [(row.attempts, row.leased_until) for row in left[1:]] == [(0, None)] * 3
+        assert left[0].attempts == 1
+    pump(client)
+    delivered = {d.event_pk for d in deliveries(webhook_id) if d.status is DeliveryStatus.succeeded}
+    assert delivered == set(events)
+
+
+def test_a_sender_that_dies_mid_batch_loses_nothing(
+    receiver: WebhookReceiver, client: httpx.Client
+) -> None:
+    _, secret = create_endpoint(receiver.url())
+    events = [add_event() for _ in range(3)]
+    long_ago = utcnow() - timedelta(minutes=10)
+    with db.session_scope() as session:
+        pending.fan_out(session, now=long_ago, limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    # Claimed, then the worker died before recording anything: its lease has run out.
+    claimed = _claim_batch(first, long_ago, batch=3)
+    assert isinstance(claimed, pending.Claimed)
+    assert len(claimed.owed) == 3
+    pump(client)
+    requests = receiver.requests("/hook")
+    assert sorted(r.headers["webhook-id"] for r in requests) == sorted(events)
+    assert {verified(r, secret)["id"] for r in requests} == set(events)
