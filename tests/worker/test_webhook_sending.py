@@ -23,7 +23,7 @@ from app.webhooks.models import (
     Webhook,
     WebhookStatus,
 )
-from app.webhooks.sending import deliver, new_client
+from app.webhooks.sending import deliver, new_transport
 from harness.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import Env
 from tests.support.webhooks import (
@@ -44,12 +44,12 @@ def receiver(env: Env) -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def client(receiver: WebhookReceiver) -> Iterator[httpx.Client]:
-    with new_client(get_settings()) as http:
+def client(receiver: WebhookReceiver) -> Iterator[httpx.BaseTransport]:
+    with new_transport(get_settings()) as http:
         yield http
 
 
-def pump(client: httpx.Client, rounds: int = 200) -> None:
+def pump(client: httpx.BaseTransport, rounds: int = 200) -> None:
     """Fan out and send what is due, as the scheduler and the worker would, until idle."""
     settings = get_settings()
     for _ in range(rounds):
@@ -89,7 +89,7 @@ def webhook(webhook_id: str) -> Webhook:
 
 
 def test_an_event_is_sent_signed_to_each_subscribed_endpoint(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     every, every_secret = create_endpoint(receiver.url("/every"))
     failed_only, _ = create_endpoint(receiver.url("/failed"), [EventType.message_failed])
@@ -113,7 +113,7 @@ def test_an_event_is_sent_signed_to_each_subscribed_endpoint(
 
 
 def test_500_twice_then_200_is_three_requests_with_one_webhook_id(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     receiver.script("/hook", 500, 500, 200)
     webhook_id, secret = create_endpoint(receiver.url())
@@ -137,7 +137,7 @@ def test_500_twice_then_200_is_three_requests_with_one_webhook_id(
 
 
 def test_after_the_last_retry_it_stays_failed(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     receiver.default("/hook", 503)
     webhook_id, _ = create_endpoint(receiver.url())
@@ -152,7 +152,7 @@ def test_after_the_last_retry_it_stays_failed(
 
 
 def test_retry_after_on_429_replaces_the_delay(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     receiver.script("/hook", Answer(429, {"Retry-After": "120"}))
     webhook_id, _ = create_endpoint(receiver.url())
@@ -165,7 +165,9 @@ def test_retry_after_on_429_replaces_the_delay(
     assert timedelta(seconds=119) < logged.next_attempt_at - before < timedelta(seconds=125)
 
 
-def test_410_disables_the_endpoint_as_gone(receiver: WebhookReceiver, client: httpx.Client) -> None:
+def test_410_disables_the_endpoint_as_gone(
+    receiver: WebhookReceiver, client: httpx.BaseTransport
+) -> None:
     receiver.default("/hook", 410)
     webhook_id, _ = create_endpoint(receiver.url())
     add_event()
@@ -181,7 +183,7 @@ def test_410_disables_the_endpoint_as_gone(receiver: WebhookReceiver, client: ht
 
 
 def test_an_endpoint_failing_for_the_disable_period_is_disabled(
-    env: Env, receiver: WebhookReceiver, client: httpx.Client
+    env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     env["POCHTA_WEBHOOK_DISABLE_AFTER_SECONDS"] = "0.001"
     receiver.default("/hook", 500)
@@ -193,7 +195,7 @@ def test_an_endpoint_failing_for_the_disable_period_is_disabled(
 
 
 def test_rotation_signs_with_both_secrets_during_the_overlap(
-    env: Env, receiver: WebhookReceiver, client: httpx.Client
+    env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     from app.webhooks import service
     from tests.support.webhooks import CALLER
@@ -229,7 +231,7 @@ def test_a_host_resolving_to_loopback_is_refused_at_connect(
     webhook_id, _ = create_endpoint(receiver.url(host="localhost"))
     env["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "false"
     add_event()
-    with new_client(get_settings()) as strict:
+    with new_transport(get_settings()) as strict:
         pump(strict)
     assert receiver.requests() == []
     log = deliveries(webhook_id)
@@ -293,7 +295,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
 
 
 def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     from app.webhooks.sending import Sent, deliver_from
 
@@ -359,7 +361,7 @@ def test_a_claim_takes_a_batch_under_one_lease_and_holds_one_slot(
 
 
 def test_a_failure_ends_a_batch_and_what_it_did_not_send_is_given_back(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     from app.webhooks.sending import Sent, deliver_from
 
@@ -389,7 +391,7 @@ def test_a_failure_ends_a_batch_and_what_it_did_not_send_is_given_back(
 
 
 def test_a_sender_that_dies_mid_batch_loses_nothing(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     _, secret = create_endpoint(receiver.url())
     events = [add_event() for _ in range(3)]
