@@ -22,7 +22,7 @@ from app.config import Settings, get_settings
 from app.db import session_scope
 from app.events.schemas import EventOut
 from app.ids import new_id
-from app.webhooks import pending, retries, signing
+from app.webhooks import claims, pending, retries, signing
 from app.webhooks.addresses import NOT_ALLOWED
 from app.webhooks.models import DeliveryStatus, DisabledReason, Webhook, WebhookStatus
 from app.webhooks.secrets import decrypt
@@ -77,7 +77,7 @@ def new_transport(settings: Settings) -> httpx.BaseTransport:
     return PinnedTransport(allow_private=settings.webhook_allow_private)
 
 
-def event_body(owed: pending.Owed) -> bytes:
+def event_body(owed: claims.Owed) -> bytes:
     """The Event resource as GET /v1/events shows it: the same bytes on every retry."""
     event = EventOut(
         id=owed.event_id,
@@ -107,9 +107,9 @@ def deliver_from(
     with session_scope() as session:
         claimed = _claim(session, pending_id, settings, utcnow(), min(BATCH, follow_on))
     made = 0
-    while isinstance(claimed, pending.Claimed):
+    while isinstance(claimed, claims.Claimed):
         sent = _send(transport, claimed, settings, keep_going)
-        following: pending.Claimed | None = None
+        following: claims.Claimed | None = None
         try:
             with session_scope() as session:
                 delivered = settle(session, claimed, sent, settings)
@@ -143,8 +143,8 @@ def _lease(settings: Settings, now: datetime) -> datetime:
 
 def _claim(
     session: Session, pending_id: int, settings: Settings, now: datetime, batch: int
-) -> pending.Claimed | str | None:
-    return pending.claim(
+) -> claims.Claimed | str | None:
+    return claims.claim(
         session,
         pending_id=pending_id,
         now=now,
@@ -157,9 +157,9 @@ def _claim(
 
 def _claim_next(
     session: Session, webhook_id: str, settings: Settings, batch: int
-) -> pending.Claimed | None:
+) -> claims.Claimed | None:
     now = utcnow()
-    return pending.claim_next(
+    return claims.claim_next(
         session,
         webhook_id=webhook_id,
         now=now,
@@ -169,12 +169,12 @@ def _claim_next(
     )
 
 
-Outcome = tuple[pending.Owed, Answer, datetime]
+Outcome = tuple[claims.Owed, Answer, datetime]
 
 
 def _send(
     transport: httpx.BaseTransport,
-    claimed: pending.Claimed,
+    claimed: claims.Claimed,
     settings: Settings,
     keep_going: Callable[[], bool],
 ) -> list[Outcome]:
@@ -199,7 +199,7 @@ def _send(
 def _request(
     transport: httpx.BaseTransport,
     url: str,
-    owed: pending.Owed,
+    owed: claims.Owed,
     secrets: list[str],
     settings: Settings,
 ) -> Answer:
@@ -210,7 +210,7 @@ def _request(
     return post(transport, url, body, headers, settings.webhook_timeout_seconds)
 
 
-def _log(webhook_id: str, owed: pending.Owed, answer: Answer, succeeded: bool) -> None:
+def _log(webhook_id: str, owed: claims.Owed, answer: Answer, succeeded: bool) -> None:
     log.info(
         "webhook %s: %s",
         "delivered" if succeeded else "failed",
@@ -270,13 +270,19 @@ def _describe(error: httpx.HTTPError) -> str:
 
 def settle(
     session: Session,
-    claimed: pending.Claimed,
+    claimed: claims.Claimed,
     sent: Sequence[Outcome],
     settings: Settings,
 ) -> bool:
     """Record the claim's requests and what follows them, and give back what was not sent;
     whether every delivery of the claim was sent and delivered."""
     delivered = [owed.pending_id for owed, answer, _ in sent if retries.is_success(answer.status)]
+    webhook = None
+    if len(delivered) < len(sent):
+        # The endpoint first, as every transaction that locks it does.
+        webhook = pending.lock_webhook(session, claimed.webhook_id)
+        if webhook is None:
+            return False  # deleted while the request was open: its log went with it
     if delivered:
         # The common case takes no lock: it frees a slot, which needs no counting.
         pending.delivered(session, pending_ids=delivered, webhook_id=claimed.webhook_id)
@@ -286,10 +292,7 @@ def settle(
     rows = []
     for owed, answer, finished_at in sent:
         next_at: datetime | None = None
-        if not retries.is_success(answer.status):
-            webhook = pending.lock_webhook(session, claimed.webhook_id)
-            if webhook is None:
-                return False  # deleted while the request was open: its log went with it
+        if webhook is not None and not retries.is_success(answer.status):
             next_at = _after_failure(session, webhook, owed, answer, settings, finished_at)
         rows.append(_logged(claimed.webhook_id, owed, answer, finished_at, next_at))
     pending.log_requests(session, rows)
@@ -298,7 +301,7 @@ def settle(
 
 def _logged(
     webhook_id: str,
-    owed: pending.Owed,
+    owed: claims.Owed,
     answer: Answer,
     finished_at: datetime,
     next_at: datetime | None,
@@ -323,7 +326,7 @@ def _logged(
 def _after_failure(
     session: Session,
     webhook: Webhook,
-    owed: pending.Owed,
+    owed: claims.Owed,
     answer: Answer,
     settings: Settings,
     now: datetime,

@@ -14,7 +14,7 @@ from app import db
 from app.clock import utcnow
 from app.config import get_settings
 from app.events.types import EventType
-from app.webhooks import pending
+from app.webhooks import claims, pending
 from app.webhooks.models import (
     Delivery,
     DeliveryStatus,
@@ -254,11 +254,11 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
             session, now=now, until=now + timedelta(seconds=60), limit=500, max_in_flight=2
         )
     assert len(due) == 2, "the scheduler hands over only the free slots"
-    claims = []
+    taken = []
     for pending_id in due:
         with db.session_scope() as session:
-            claims.append(
-                pending.claim(
+            taken.append(
+                claims.claim(
                     session,
                     pending_id=pending_id,
                     now=now,
@@ -267,7 +267,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
                     busy_until=now + timedelta(seconds=1),
                 )
             )
-    assert all(isinstance(c, pending.Claimed) for c in claims)
+    assert all(isinstance(c, claims.Claimed) for c in taken)
     with db.session_scope() as session:
         others = session.scalars(
             select(PendingDelivery.id).where(PendingDelivery.id.not_in(due))
@@ -278,7 +278,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
             )
             == []
         )
-        busy = pending.claim(
+        busy = claims.claim(
             session,
             pending_id=others[0],
             now=now,
@@ -286,7 +286,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
             max_in_flight=2,
             busy_until=now + timedelta(seconds=1),
         )
-    assert busy == pending.BUSY
+    assert busy == claims.BUSY
     with db.session_scope() as session:
         row = session.get(PendingDelivery, others[0])
         assert row is not None
@@ -314,9 +314,9 @@ def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
     assert len(deliveries(webhook_id)) == 5
 
 
-def _claim_batch(pending_id: int, now: datetime, batch: int) -> pending.Claimed | str | None:
+def _claim_batch(pending_id: int, now: datetime, batch: int) -> claims.Claimed | str | None:
     with db.session_scope() as session:
-        return pending.claim(
+        return claims.claim(
             session,
             pending_id=pending_id,
             now=now,
@@ -339,7 +339,7 @@ def test_a_claim_takes_a_batch_under_one_lease_and_holds_one_slot(
         pending.fan_out(session, now=now, limit=500)
         ids = list(session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)))
     first = _claim_batch(ids[0], now, batch=5)
-    assert isinstance(first, pending.Claimed)
+    assert isinstance(first, claims.Claimed)
     assert [owed.pending_id for owed in first.owed] == ids[:5]
     assert {owed.attempt for owed in first.owed} == {1}
     with db.session_scope() as session:
@@ -354,10 +354,10 @@ def test_a_claim_takes_a_batch_under_one_lease_and_holds_one_slot(
         )
         session.rollback()
     second = _claim_batch(ids[5], now, batch=5)
-    assert isinstance(second, pending.Claimed)
+    assert isinstance(second, claims.Claimed)
     assert second.owed[0].pending_id == ids[5]
     assert second.lease_until != first.lease_until, "two claims never share a lease"
-    assert _claim_batch(ids[10], now, batch=5) == pending.BUSY
+    assert _claim_batch(ids[10], now, batch=5) == claims.BUSY
 
 
 def test_a_failure_ends_a_batch_and_what_it_did_not_send_is_given_back(
@@ -402,7 +402,7 @@ def test_a_sender_that_dies_mid_batch_loses_nothing(
     assert first is not None
     # Claimed, then the worker died before recording anything: its lease has run out.
     claimed = _claim_batch(first, long_ago, batch=3)
-    assert isinstance(claimed, pending.Claimed)
+    assert isinstance(claimed, claims.Claimed)
     assert len(claimed.owed) == 3
     pump(client)
     requests = receiver.requests("/hook")
