@@ -7,26 +7,22 @@ pool only, never the email pool's processes.
 
 from __future__ import annotations
 
-import threading
+from functools import lru_cache
 
 import httpx
 from celery import shared_task
 
 from app.config import get_settings
 from app.outbox.broker import WEBHOOK_TASK
-from app.webhooks.sending import deliver_from, new_client
+from app.webhooks.sending import deliver_from, new_transport
 from worker import shutdown, webhook_metrics
 
-_local = threading.local()
 
-
-def _client() -> httpx.Client:
-    """This thread's HTTP client (its connections are kept alive between requests)."""
-    client: httpx.Client | None = getattr(_local, "client", None)
-    if client is None:
-        client = new_client(get_settings())
-        _local.client = client
-    return client
+@lru_cache(maxsize=1)
+def _transport() -> httpx.BaseTransport:
+    """The pool's HTTP transport, shared by its threads (httpcore's connection pool is
+    thread-safe): connections kept alive between requests, one TLS context for all."""
+    return new_transport(get_settings())
 
 
 @shared_task(name=WEBHOOK_TASK, ignore_result=True)
@@ -34,7 +30,7 @@ def send_webhook_task(pending_id: int) -> None:
     # A stopping worker finishes the request under way and takes no next one.
     deliver_from(
         pending_id,
-        _client(),
+        _transport(),
         on_sent=webhook_metrics.record,
         keep_going=lambda: not shutdown.requested(),
     )

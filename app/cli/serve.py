@@ -86,7 +86,7 @@ def _celery_common(settings: Settings) -> list[str]:
     return [*argv, "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
-WEBHOOK_POOL_NICENESS = 10
+WEBHOOK_POOL_NICENESS = 19
 
 
 def _run_webhook_pool(settings: Settings) -> None:
@@ -98,7 +98,9 @@ def _run_webhook_pool(settings: Settings) -> None:
     # One line per request is ours (pochta.webhooks, with the event and endpoint ids).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # When the host's CPUs are all busy, email goes first: a webhook is told a moment
-    # later, a message is not sent later because of it.
+    # later, a message is not sent later because of it. Niceness weighs each thread, and
+    # ten threads sending to a fast endpoint at nice 10 weighed as much as one email
+    # process: hence the lowest priority there is.
     os.nice(WEBHOOK_POOL_NICENESS)
     argv = [*_celery_common(settings), "-Q", WEBHOOK_QUEUE, "--pool", "threads"]
     argv += ["--concurrency", str(settings.webhook_worker_threads), "--hostname", "webhooks@%h"]

@@ -1,4 +1,5 @@
-"""SQL over the deliveries still owed: fan-out, what is due, a worker's claim, the outcome.
+"""SQL over the deliveries still owed: fan-out, what is due, the outcome of a request
+(app/webhooks/claims.py holds a worker's claim).
 
 Every statement that changes an endpoint's in-flight count first locks the endpoint's row
 (FOR NO KEY UPDATE on PostgreSQL, so the fan-out's foreign-key checks are not blocked;
@@ -10,33 +11,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, distinct, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.events.models import Event
-from app.events.types import EventType
+from app.orm import Base
 from app.webhooks.models import Delivery, PendingDelivery, Webhook, WebhookStatus
 
-
-@dataclass(frozen=True)
-class Claimed:
-    """A pending delivery a worker holds, with what its request needs."""
-
-    pending_id: int
-    lease_until: datetime
-    attempt: int
-    webhook_id: str
-    url: str
-    # Encrypted, newest first: the current secret, then the previous one while it lasts.
-    secrets: tuple[str, ...]
-    event_id: str
-    event_type: EventType
-    event_created_at: datetime
-    event_data: dict[str, Any]
+_webhooks = Base.metadata.tables[Webhook.__tablename__]
+_pending = Base.metadata.tables[PendingDelivery.__tablename__]
+_deliveries = Base.metadata.tables[Delivery.__tablename__]
 
 
 def fan_out(session: Session, *, now: datetime, limit: int) -> int:
@@ -91,9 +78,18 @@ def take_due(
     could only wait.
     """
     other = aliased(PendingDelivery)
+    leased = other.leased_until >= now
+    unleased = or_(other.leased_until.is_(None), other.leased_until < now)
+    # A slot is a live lease (one claim's deliveries share theirs) or a task on the broker.
     taken = (
-        select(other.webhook_pk, func.count().label("taken"))
-        .where(or_(other.leased_until >= now, other.dispatched_until >= now))
+        select(
+            other.webhook_pk,
+            (
+                func.count(distinct(case((leased, other.leased_until))))
+                + func.count(case((and_(unleased, other.dispatched_until >= now), 1)))
+            ).label("taken"),
+        )
+        .where(or_(leased, other.dispatched_until >= now))
         .group_by(other.webhook_pk)
         .subquery()
     )
@@ -155,109 +151,20 @@ def lock_webhook(session: Session, webhook_id: str) -> Webhook | None:
     ).one_or_none()
 
 
-BUSY = "busy"
-
-
-def claim(
-    session: Session,
-    *,
-    pending_id: int,
-    now: datetime,
-    lease_until: datetime,
-    max_in_flight: int,
-    busy_until: datetime,
-) -> Claimed | str | None:
-    """Take a due delivery under a lease if its endpoint has a free slot.
-
-    None: nothing to do (delivered, taken by another worker, endpoint disabled or gone).
-    BUSY: every slot is taken; the delivery is due again at busy_until, no attempt counted.
-    Two statements on the way that sends: one read that locks the endpoint, one UPDATE
-    that counts its open requests (with a snapshot taken after the lock, so a claim
-    committed meanwhile is counted) and takes the lease.
-    """
-    found = session.execute(
-        select(Webhook, Event)
-        .join(PendingDelivery, PendingDelivery.webhook_pk == Webhook.id)
-        .join(Event, Event.id == PendingDelivery.event_pk)
-        .where(PendingDelivery.id == pending_id)
-        .with_for_update(of=Webhook.__table__, key_share=True)
-    ).one_or_none()
-    if found is None:
-        return None
-    webhook, event = found
-    if webhook.status is not WebhookStatus.enabled:
-        # What a disabled endpoint missed is sent by replay only (SPEC §7).
-        session.execute(delete(PendingDelivery).where(PendingDelivery.id == pending_id))
-        return None
-    takeable = (
-        PendingDelivery.id == pending_id,
-        PendingDelivery.next_attempt_at <= now,
-        or_(PendingDelivery.leased_until.is_(None), PendingDelivery.leased_until < now),
-    )
-    other = aliased(PendingDelivery)
-    open_requests = (
-        select(func.count())
-        .select_from(other)
-        .where(other.webhook_pk == webhook.id, other.leased_until >= now)
-        .scalar_subquery()
-    )
-    attempts = session.scalar(
-        update(PendingDelivery)
-        .where(*takeable, open_requests < max_in_flight)
-        .values(leased_until=lease_until, dispatched_until=None)
-        .returning(PendingDelivery.attempts)
-        .execution_options(synchronize_session=False)
-    )
-    if attempts is None:
-        busy = session.execute(
-            update(PendingDelivery)
-            .where(*takeable)
-            .values(next_attempt_at=busy_until, dispatched_until=None)
-            .execution_options(synchronize_session=False)
-        )
-        return BUSY if busy.rowcount else None  # type: ignore[attr-defined]
-    secrets = [webhook.secret_encrypted]
-    expires = webhook.previous_secret_expires_at
-    if webhook.previous_secret_encrypted is not None and expires is not None and expires > now:
-        secrets.append(webhook.previous_secret_encrypted)
-    return Claimed(
-        pending_id=pending_id,
-        lease_until=lease_until,
-        attempt=attempts + 1,
-        webhook_id=webhook.id,
-        url=webhook.url,
-        secrets=tuple(secrets),
-        event_id=event.id,
-        event_type=event.type,
-        event_created_at=event.created_at,
-        event_data=event.data,
-    )
-
-
-def next_due(session: Session, *, webhook_id: str, now: datetime) -> int | None:
-    """The endpoint's oldest due delivery that no worker holds and the broker does not
-    carry, if any: what a sender whose request just succeeded takes next."""
-    return session.scalar(
-        select(PendingDelivery.id)
-        .where(
-            PendingDelivery.webhook_pk == webhook_id,
-            PendingDelivery.next_attempt_at <= now,
-            or_(PendingDelivery.leased_until.is_(None), PendingDelivery.leased_until < now),
-            or_(PendingDelivery.dispatched_until.is_(None), PendingDelivery.dispatched_until < now),
-        )
-        .order_by(PendingDelivery.next_attempt_at)
-        .limit(1)
-    )
-
-
-def delivered(session: Session, *, pending_id: int, webhook_id: str) -> None:
+def delivered(session: Session, *, pending_ids: Sequence[int], webhook_id: str) -> None:
     """Owed no more, and the endpoint is healthy: no lock taken, nothing read."""
-    finish(session, pending_id=pending_id)
+    session.execute(delete(_pending).where(_pending.c.id.in_(pending_ids)))
     session.execute(
-        update(Webhook)
-        .where(Webhook.id == webhook_id, Webhook.failing_since.is_not(None))
+        update(_webhooks)
+        .where(_webhooks.c.id == webhook_id, _webhooks.c.failing_since.is_not(None))
         .values(failing_since=None)
-        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, *, pending_ids: Sequence[int]) -> None:
+    """Give back deliveries a claim took but did not send: due as they were, no attempt."""
+    session.execute(
+        update(_pending).where(_pending.c.id.in_(pending_ids)).values(leased_until=None)
     )
 
 
@@ -282,8 +189,9 @@ def drop_endpoint(session: Session, *, webhook_id: str) -> None:
     session.execute(delete(PendingDelivery).where(PendingDelivery.webhook_pk == webhook_id))
 
 
-def log_request(session: Session, delivery: Delivery) -> None:
-    session.add(delivery)
+def log_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """One deliveries-log row per request made (one executemany for them all)."""
+    session.execute(insert(_deliveries), list(rows))
 
 
 def oldest_undelivered(session: Session) -> list[tuple[str, datetime]]:

@@ -1,16 +1,17 @@
 """Sending one owed delivery: claim it, make the signed request, record what came of it.
 
-The request is made outside any transaction; the claim before it and the outcome after it
-are one short transaction each (app/webhooks/pending.py holds their SQL).
+The requests are made outside any transaction; the claim before them and their outcomes
+after them are one short transaction each (app/webhooks/pending.py holds their SQL).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +21,10 @@ from app.clock import utcnow
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.events.schemas import EventOut
-from app.webhooks import pending, retries, signing
+from app.ids import new_id
+from app.webhooks import claims, pending, retries, signing
 from app.webhooks.addresses import NOT_ALLOWED
-from app.webhooks.models import Delivery, DeliveryStatus, DisabledReason, Webhook, WebhookStatus
+from app.webhooks.models import DeliveryStatus, DisabledReason, Webhook, WebhookStatus
 from app.webhooks.secrets import decrypt
 from app.webhooks.transport import AddressNotAllowed, PinnedTransport
 
@@ -30,12 +32,18 @@ log = logging.getLogger("pochta.webhooks")
 
 # What a receiver answers is not read past this: only its status matters.
 BODY_CAP = 64 * 1024
+_HEADERS = {"content-type": "application/json", "user-agent": "Pochta-Webhooks/1"}
 # An endpoint whose slots are all taken is tried again this soon, no attempt counted.
 BUSY_RETRY_SECONDS = 1.0
 # Requests one task makes at most, following on to the endpoint's next due deliveries.
 FOLLOW_ON = 100
-# A lease outlives the request it covers by this much (the recording after it).
+# Deliveries one claim takes at most: one transaction records them all and claims the next.
+BATCH = 10
+# A lease outlives the request it covers by this much (the recording after it)...
 LEASE_MARGIN_SECONDS = 30.0
+# ...and a claim's next request is started only while it and this much after it still fit
+# in the lease: a batch is sent within its lease's first few seconds, or given back.
+RECORDING_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -59,30 +67,30 @@ class Sent:
     finished_at: datetime
 
 
-def new_client(settings: Settings) -> httpx.Client:
-    """A client for webhook requests: pinned addresses, no redirects, the request timeout."""
-    return httpx.Client(
-        transport=PinnedTransport(allow_private=settings.webhook_allow_private),
-        follow_redirects=False,
-        timeout=settings.webhook_timeout_seconds,
-        headers={"user-agent": "Pochta-Webhooks/1"},
-    )
+def new_transport(settings: Settings) -> httpx.BaseTransport:
+    """What webhook requests go through: pinned addresses, connections kept alive.
+
+    Requests go to the transport itself, not through an httpx.Client: a sender needs
+    none of a client's redirects, auth, cookies or URL merging, and they cost more CPU
+    than the request.
+    """
+    return PinnedTransport(allow_private=settings.webhook_allow_private)
 
 
-def event_body(claimed: pending.Claimed) -> bytes:
+def event_body(owed: claims.Owed) -> bytes:
     """The Event resource as GET /v1/events shows it: the same bytes on every retry."""
     event = EventOut(
-        id=claimed.event_id,
-        type=claimed.event_type,
-        timestamp=claimed.event_created_at,
-        data=claimed.event_data,
+        id=owed.event_id,
+        type=owed.event_type,
+        timestamp=owed.event_created_at,
+        data=owed.event_data,
     )
     return event.model_dump_json().encode()
 
 
 def deliver_from(
     pending_id: int,
-    client: httpx.Client,
+    transport: httpx.BaseTransport,
     on_sent: Callable[[Sent], None],
     follow_on: int = FOLLOW_ON,
     keep_going: Callable[[], bool] = lambda: True,
@@ -90,79 +98,127 @@ def deliver_from(
     """Send this delivery, then, while the endpoint keeps answering 2xx, its next due ones
     (up to follow_on in all, and while keep_going says so); how many requests were made.
 
-    Each sender holds one of the endpoint's slots at a time and takes the next delivery
-    as soon as its request is done, so a healthy endpoint is kept at
-    POCHTA_WEBHOOK_MAX_IN_FLIGHT requests without waiting for the scheduler's next tick.
-    Recording one request and claiming the next are one transaction: one commit each.
+    Each sender holds one of the endpoint's slots at a time: it claims up to BATCH
+    deliveries under one lease, sends them in turn, records them all and claims the next
+    ones in one transaction, so a healthy endpoint is kept at POCHTA_WEBHOOK_MAX_IN_FLIGHT
+    requests without waiting for the scheduler's next tick, at one commit per claim.
     """
     settings = get_settings()
     with session_scope() as session:
-        claimed = _claim(session, pending_id, settings, utcnow())
+        claimed = _claim(session, pending_id, settings, utcnow(), min(BATCH, follow_on))
     made = 0
-    while isinstance(claimed, pending.Claimed):
-        answer = _request(client, claimed, settings)
-        finished_at = utcnow()
-        following: pending.Claimed | str | None = None
+    while isinstance(claimed, claims.Claimed):
+        sent = _send(transport, claimed, settings, keep_going)
+        following: claims.Claimed | None = None
         try:
             with session_scope() as session:
-                succeeded = settle(session, claimed, answer, settings, finished_at)
+                delivered = settle(session, claimed, sent, settings)
+                left = follow_on - made - len(sent)
                 # A failing endpoint gets its retries on their schedule only.
-                if succeeded and made + 1 < follow_on and keep_going():
-                    next_id = pending.next_due(
-                        session, webhook_id=claimed.webhook_id, now=finished_at
-                    )
-                    if next_id is not None:
-                        following = _claim(session, next_id, settings, finished_at)
+                if delivered and left > 0 and keep_going():
+                    following = _claim_next(session, claimed.webhook_id, settings, min(BATCH, left))
         except IntegrityError:
             # The endpoint was deleted while its request was open: its log went with it.
             log.info("webhook deleted during its request", extra={"webhook_id": claimed.webhook_id})
             return made
-        made += 1
-        _log(claimed, answer, succeeded)
-        on_sent(Sent(answer, succeeded, claimed.webhook_id, claimed.event_created_at, finished_at))
+        made += len(sent)
+        for owed, answer, finished_at in sent:
+            succeeded = retries.is_success(answer.status)
+            _log(claimed.webhook_id, owed, answer, succeeded)
+            on_sent(Sent(answer, succeeded, claimed.webhook_id, owed.event_created_at, finished_at))
         claimed = following
     return made
 
 
-def deliver(pending_id: int, client: httpx.Client) -> Sent | None:
+def deliver(pending_id: int, transport: httpx.BaseTransport) -> Sent | None:
     """Send one pending delivery if it is due and its endpoint has a slot; None if not."""
     sent: list[Sent] = []
-    deliver_from(pending_id, client, on_sent=sent.append, follow_on=1)
+    deliver_from(pending_id, transport, on_sent=sent.append, follow_on=1)
     return sent[0] if sent else None
 
 
+def _lease(settings: Settings, now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+
+
 def _claim(
-    session: Session, pending_id: int, settings: Settings, now: datetime
-) -> pending.Claimed | str | None:
-    lease = timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
-    return pending.claim(
+    session: Session, pending_id: int, settings: Settings, now: datetime, batch: int
+) -> claims.Claimed | str | None:
+    return claims.claim(
         session,
         pending_id=pending_id,
         now=now,
-        lease_until=now + lease,
+        lease_until=_lease(settings, now),
         max_in_flight=settings.webhook_max_in_flight,
         busy_until=now + timedelta(seconds=BUSY_RETRY_SECONDS),
+        batch=batch,
     )
 
 
-def _request(client: httpx.Client, claimed: pending.Claimed, settings: Settings) -> Answer:
-    body = event_body(claimed)
+def _claim_next(
+    session: Session, webhook_id: str, settings: Settings, batch: int
+) -> claims.Claimed | None:
+    now = utcnow()
+    return claims.claim_next(
+        session,
+        webhook_id=webhook_id,
+        now=now,
+        lease_until=_lease(settings, now),
+        max_in_flight=settings.webhook_max_in_flight,
+        batch=batch,
+    )
+
+
+Outcome = tuple[claims.Owed, Answer, datetime]
+
+
+def _send(
+    transport: httpx.BaseTransport,
+    claimed: claims.Claimed,
+    settings: Settings,
+    keep_going: Callable[[], bool],
+) -> list[Outcome]:
+    """The claim's requests in turn, up to its first failure; each with when it ended.
+
+    A request is started only if it and the recording after it fit in the lease, so no
+    other worker can take a delivery while its request is open.
+    """
     secrets = [decrypt(settings, token) for token in claimed.secrets]
+    room = timedelta(seconds=settings.webhook_timeout_seconds + RECORDING_SECONDS)
+    sent: list[Outcome] = []
+    for owed in claimed.owed:
+        if sent and (not keep_going() or utcnow() + room > claimed.lease_until):
+            break
+        answer = _request(transport, claimed.url, owed, secrets, settings)
+        sent.append((owed, answer, utcnow()))
+        if not retries.is_success(answer.status):
+            break
+    return sent
+
+
+def _request(
+    transport: httpx.BaseTransport,
+    url: str,
+    owed: claims.Owed,
+    secrets: list[str],
+    settings: Settings,
+) -> Answer:
+    body = event_body(owed)
     headers = signing.headers(
-        secrets, message_id=claimed.event_id, timestamp=int(time.time()), body=body
+        secrets, message_id=owed.event_id, timestamp=int(time.time()), body=body
     )
-    return post(client, claimed.url, body, headers, settings.webhook_timeout_seconds)
+    return post(transport, url, body, headers, settings.webhook_timeout_seconds)
 
 
-def _log(claimed: pending.Claimed, answer: Answer, succeeded: bool) -> None:
+def _log(webhook_id: str, owed: claims.Owed, answer: Answer, succeeded: bool) -> None:
     log.info(
         "webhook %s: %s",
         "delivered" if succeeded else "failed",
         answer.status or answer.error,
         extra={
-            "webhook_id": claimed.webhook_id,
-            "event_id": claimed.event_id,
-            "attempt": claimed.attempt,
+            "webhook_id": webhook_id,
+            "event_id": owed.event_id,
+            "attempt": owed.attempt,
             "response_status": answer.status,
             "error": answer.error,
             "duration_ms": answer.duration_ms,
@@ -171,7 +227,7 @@ def _log(claimed: pending.Claimed, answer: Answer, succeeded: bool) -> None:
 
 
 def post(
-    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float
+    transport: httpx.BaseTransport, url: str, body: bytes, headers: dict[str, str], timeout: float
 ) -> Answer:
     """POST body; read at most BODY_CAP of the answer, and nothing past the timeout."""
     started = time.monotonic()
@@ -179,18 +235,24 @@ def post(
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    request = httpx.Request(
+        "POST",
+        url,
+        content=body,
+        headers={**headers, **_HEADERS},
+        extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+    )
     try:
-        with client.stream(
-            "POST", url, content=body, headers={**headers, "content-type": "application/json"}
-        ) as response:
+        response = transport.handle_request(request)
+        try:
             read = 0
             for chunk in response.iter_raw():
                 read += len(chunk)
                 if read >= BODY_CAP or time.monotonic() - started > timeout:
                     break
-            return Answer(
-                response.status_code, None, elapsed_ms(), response.headers.get("retry-after")
-            )
+        finally:
+            response.close()
+        return Answer(response.status_code, None, elapsed_ms(), response.headers.get("retry-after"))
     except AddressNotAllowed:
         return Answer(None, NOT_ALLOWED, elapsed_ms())
     except httpx.TimeoutException:
@@ -208,44 +270,63 @@ def _describe(error: httpx.HTTPError) -> str:
 
 def settle(
     session: Session,
-    claimed: pending.Claimed,
-    answer: Answer,
+    claimed: claims.Claimed,
+    sent: Sequence[Outcome],
     settings: Settings,
-    now: datetime,
 ) -> bool:
-    """Record the request and decide what follows it; whether it was delivered."""
-    succeeded = retries.is_success(answer.status)
-    next_at: datetime | None = None
-    if succeeded:
-        # The common case takes no lock: it frees a slot, which needs no counting.
-        pending.delivered(session, pending_id=claimed.pending_id, webhook_id=claimed.webhook_id)
-    else:
+    """Record the claim's requests and what follows them, and give back what was not sent;
+    whether every delivery of the claim was sent and delivered."""
+    delivered = [owed.pending_id for owed, answer, _ in sent if retries.is_success(answer.status)]
+    webhook = None
+    if len(delivered) < len(sent):
+        # The endpoint first, as every transaction that locks it does.
         webhook = pending.lock_webhook(session, claimed.webhook_id)
         if webhook is None:
             return False  # deleted while the request was open: its log went with it
-        next_at = _after_failure(session, webhook, claimed, answer, settings, now)
-    pending.log_request(
-        session,
-        Delivery(
-            webhook_pk=claimed.webhook_id,
-            event_pk=claimed.event_id,
-            event_type=claimed.event_type,
-            attempt=claimed.attempt,
-            status=DeliveryStatus.succeeded if succeeded else DeliveryStatus.failed,
-            response_status=answer.status,
-            error=answer.error,
-            duration_ms=answer.duration_ms,
-            created_at=now,
-            next_attempt_at=next_at,
-        ),
-    )
-    return succeeded
+    if delivered:
+        # The common case takes no lock: it frees a slot, which needs no counting.
+        pending.delivered(session, pending_ids=delivered, webhook_id=claimed.webhook_id)
+    unsent = [owed.pending_id for owed in claimed.owed[len(sent) :]]
+    if unsent:
+        pending.release(session, pending_ids=unsent)
+    rows = []
+    for owed, answer, finished_at in sent:
+        next_at: datetime | None = None
+        if webhook is not None and not retries.is_success(answer.status):
+            next_at = _after_failure(session, webhook, owed, answer, settings, finished_at)
+        rows.append(_logged(claimed.webhook_id, owed, answer, finished_at, next_at))
+    pending.log_requests(session, rows)
+    return len(delivered) == len(claimed.owed)
+
+
+def _logged(
+    webhook_id: str,
+    owed: claims.Owed,
+    answer: Answer,
+    finished_at: datetime,
+    next_at: datetime | None,
+) -> dict[str, Any]:
+    """The deliveries-log row of one request."""
+    succeeded = retries.is_success(answer.status)
+    return {
+        "id": new_id("whd_", finished_at),
+        "webhook_pk": webhook_id,
+        "event_pk": owed.event_id,
+        "event_type": owed.event_type,
+        "attempt": owed.attempt,
+        "status": DeliveryStatus.succeeded if succeeded else DeliveryStatus.failed,
+        "response_status": answer.status,
+        "error": answer.error,
+        "duration_ms": answer.duration_ms,
+        "created_at": finished_at,
+        "next_attempt_at": next_at,
+    }
 
 
 def _after_failure(
     session: Session,
     webhook: Webhook,
-    claimed: pending.Claimed,
+    owed: claims.Owed,
     answer: Answer,
     settings: Settings,
     now: datetime,
@@ -260,18 +341,16 @@ def _after_failure(
         _disable(session, webhook, DisabledReason.failing, now)
         return None
     delay = retries.next_delay(
-        attempt=claimed.attempt,
+        attempt=owed.attempt,
         schedule=settings.webhook_retry_schedule,
         status=answer.status,
         retry_after=retries.parse_retry_after(answer.retry_after, now),
     )
     if delay is None:
-        pending.finish(session, pending_id=claimed.pending_id)
+        pending.finish(session, pending_id=owed.pending_id)
         return None
     next_at = now + timedelta(seconds=delay)
-    pending.reschedule(
-        session, pending_id=claimed.pending_id, attempts=claimed.attempt, next_at=next_at
-    )
+    pending.reschedule(session, pending_id=owed.pending_id, attempts=owed.attempt, next_at=next_at)
     return next_at
 
 

@@ -4,7 +4,7 @@ in-flight cap and the address check at connect, against a real receiver on loopb
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -14,7 +14,7 @@ from app import db
 from app.clock import utcnow
 from app.config import get_settings
 from app.events.types import EventType
-from app.webhooks import pending
+from app.webhooks import claims, pending
 from app.webhooks.models import (
     Delivery,
     DeliveryStatus,
@@ -23,7 +23,7 @@ from app.webhooks.models import (
     Webhook,
     WebhookStatus,
 )
-from app.webhooks.sending import deliver, new_client
+from app.webhooks.sending import deliver, new_transport
 from harness.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import Env
 from tests.support.webhooks import (
@@ -44,12 +44,12 @@ def receiver(env: Env) -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def client(receiver: WebhookReceiver) -> Iterator[httpx.Client]:
-    with new_client(get_settings()) as http:
+def client(receiver: WebhookReceiver) -> Iterator[httpx.BaseTransport]:
+    with new_transport(get_settings()) as http:
         yield http
 
 
-def pump(client: httpx.Client, rounds: int = 200) -> None:
+def pump(client: httpx.BaseTransport, rounds: int = 200) -> None:
     """Fan out and send what is due, as the scheduler and the worker would, until idle."""
     settings = get_settings()
     for _ in range(rounds):
@@ -89,7 +89,7 @@ def webhook(webhook_id: str) -> Webhook:
 
 
 def test_an_event_is_sent_signed_to_each_subscribed_endpoint(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     every, every_secret = create_endpoint(receiver.url("/every"))
     failed_only, _ = create_endpoint(receiver.url("/failed"), [EventType.message_failed])
@@ -113,7 +113,7 @@ def test_an_event_is_sent_signed_to_each_subscribed_endpoint(
 
 
 def test_500_twice_then_200_is_three_requests_with_one_webhook_id(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     receiver.script("/hook", 500, 500, 200)
     webhook_id, secret = create_endpoint(receiver.url())
@@ -137,7 +137,7 @@ def test_500_twice_then_200_is_three_requests_with_one_webhook_id(
 
 
 def test_after_the_last_retry_it_stays_failed(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     receiver.default("/hook", 503)
     webhook_id, _ = create_endpoint(receiver.url())
@@ -152,7 +152,7 @@ def test_after_the_last_retry_it_stays_failed(
 
 
 def test_retry_after_on_429_replaces_the_delay(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     receiver.script("/hook", Answer(429, {"Retry-After": "120"}))
     webhook_id, _ = create_endpoint(receiver.url())
@@ -165,7 +165,9 @@ def test_retry_after_on_429_replaces_the_delay(
     assert timedelta(seconds=119) < logged.next_attempt_at - before < timedelta(seconds=125)
 
 
-def test_410_disables_the_endpoint_as_gone(receiver: WebhookReceiver, client: httpx.Client) -> None:
+def test_410_disables_the_endpoint_as_gone(
+    receiver: WebhookReceiver, client: httpx.BaseTransport
+) -> None:
     receiver.default("/hook", 410)
     webhook_id, _ = create_endpoint(receiver.url())
     add_event()
@@ -181,7 +183,7 @@ def test_410_disables_the_endpoint_as_gone(receiver: WebhookReceiver, client: ht
 
 
 def test_an_endpoint_failing_for_the_disable_period_is_disabled(
-    env: Env, receiver: WebhookReceiver, client: httpx.Client
+    env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     env["POCHTA_WEBHOOK_DISABLE_AFTER_SECONDS"] = "0.001"
     receiver.default("/hook", 500)
@@ -193,7 +195,7 @@ def test_an_endpoint_failing_for_the_disable_period_is_disabled(
 
 
 def test_rotation_signs_with_both_secrets_during_the_overlap(
-    env: Env, receiver: WebhookReceiver, client: httpx.Client
+    env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     from app.webhooks import service
     from tests.support.webhooks import CALLER
@@ -229,7 +231,7 @@ def test_a_host_resolving_to_loopback_is_refused_at_connect(
     webhook_id, _ = create_endpoint(receiver.url(host="localhost"))
     env["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "false"
     add_event()
-    with new_client(get_settings()) as strict:
+    with new_transport(get_settings()) as strict:
         pump(strict)
     assert receiver.requests() == []
     log = deliveries(webhook_id)
@@ -252,11 +254,11 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
             session, now=now, until=now + timedelta(seconds=60), limit=500, max_in_flight=2
         )
     assert len(due) == 2, "the scheduler hands over only the free slots"
-    claims = []
+    taken = []
     for pending_id in due:
         with db.session_scope() as session:
-            claims.append(
-                pending.claim(
+            taken.append(
+                claims.claim(
                     session,
                     pending_id=pending_id,
                     now=now,
@@ -265,7 +267,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
                     busy_until=now + timedelta(seconds=1),
                 )
             )
-    assert all(isinstance(c, pending.Claimed) for c in claims)
+    assert all(isinstance(c, claims.Claimed) for c in taken)
     with db.session_scope() as session:
         others = session.scalars(
             select(PendingDelivery.id).where(PendingDelivery.id.not_in(due))
@@ -276,7 +278,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
             )
             == []
         )
-        busy = pending.claim(
+        busy = claims.claim(
             session,
             pending_id=others[0],
             now=now,
@@ -284,7 +286,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
             max_in_flight=2,
             busy_until=now + timedelta(seconds=1),
         )
-    assert busy == pending.BUSY
+    assert busy == claims.BUSY
     with db.session_scope() as session:
         row = session.get(PendingDelivery, others[0])
         assert row is not None
@@ -293,7 +295,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
 
 
 def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
-    receiver: WebhookReceiver, client: httpx.Client
+    receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
     from app.webhooks.sending import Sent, deliver_from
 
@@ -310,3 +312,99 @@ def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
     assert sorted(r.headers["webhook-id"] for r in receiver.requests()) == sorted(events)
     assert all(sent.succeeded for sent in counted)
     assert len(deliveries(webhook_id)) == 5
+
+
+def _claim_batch(pending_id: int, now: datetime, batch: int) -> claims.Claimed | str | None:
+    with db.session_scope() as session:
+        return claims.claim(
+            session,
+            pending_id=pending_id,
+            now=now,
+            lease_until=now + timedelta(seconds=60),
+            max_in_flight=2,
+            busy_until=now + timedelta(seconds=1),
+            batch=batch,
+        )
+
+
+def test_a_claim_takes_a_batch_under_one_lease_and_holds_one_slot(
+    env: Env, receiver: WebhookReceiver
+) -> None:
+    env["POCHTA_WEBHOOK_MAX_IN_FLIGHT"] = "2"
+    create_endpoint(receiver.url())
+    for _ in range(12):
+        add_event()
+    now = utcnow()
+    with db.session_scope() as session:
+        pending.fan_out(session, now=now, limit=500)
+        ids = list(session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)))
+    first = _claim_batch(ids[0], now, batch=5)
+    assert isinstance(first, claims.Claimed)
+    assert [owed.pending_id for owed in first.owed] == ids[:5]
+    assert {owed.attempt for owed in first.owed} == {1}
+    with db.session_scope() as session:
+        # One claim is one request open at a time: one slot of two, whatever its size.
+        assert (
+            len(
+                pending.take_due(
+                    session, now=now, until=now + timedelta(seconds=60), limit=500, max_in_flight=2
+                )
+            )
+            == 1
+        )
+        session.rollback()
+    second = _claim_batch(ids[5], now, batch=5)
+    assert isinstance(second, claims.Claimed)
+    assert second.owed[0].pending_id == ids[5]
+    assert second.lease_until != first.lease_until, "two claims never share a lease"
+    assert _claim_batch(ids[10], now, batch=5) == claims.BUSY
+
+
+def test_a_failure_ends_a_batch_and_what_it_did_not_send_is_given_back(
+    receiver: WebhookReceiver, client: httpx.BaseTransport
+) -> None:
+    from app.webhooks.sending import Sent, deliver_from
+
+    receiver.script("/hook", 200, 500)
+    webhook_id, _ = create_endpoint(receiver.url())
+    events = [add_event() for _ in range(5)]
+    with db.session_scope() as session:
+        pending.fan_out(session, now=utcnow(), limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    counted: list[Sent] = []
+    assert deliver_from(first, client, on_sent=counted.append) == 2
+    assert [sent.succeeded for sent in counted] == [True, False]
+    log = deliveries(webhook_id)
+    assert [(d.status, d.response_status) for d in log] == [
+        (DeliveryStatus.succeeded, 200),
+        (DeliveryStatus.failed, 500),
+    ]
+    with db.session_scope() as session:
+        left = session.scalars(select(PendingDelivery).order_by(PendingDelivery.id)).all()
+        # The failed one waits for its retry; the three never sent are due, uncounted.
+        assert [(row.attempts, row.leased_until) for row in left[1:]] == [(0, None)] * 3
+        assert left[0].attempts == 1
+    pump(client)
+    delivered = {d.event_pk for d in deliveries(webhook_id) if d.status is DeliveryStatus.succeeded}
+    assert delivered == set(events)
+
+
+def test_a_sender_that_dies_mid_batch_loses_nothing(
+    receiver: WebhookReceiver, client: httpx.BaseTransport
+) -> None:
+    _, secret = create_endpoint(receiver.url())
+    events = [add_event() for _ in range(3)]
+    long_ago = utcnow() - timedelta(minutes=10)
+    with db.session_scope() as session:
+        pending.fan_out(session, now=long_ago, limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    # Claimed, then the worker died before recording anything: its lease has run out.
+    claimed = _claim_batch(first, long_ago, batch=3)
+    assert isinstance(claimed, claims.Claimed)
+    assert len(claimed.owed) == 3
+    pump(client)
+    requests = receiver.requests("/hook")
+    assert sorted(r.headers["webhook-id"] for r in requests) == sorted(events)
+    assert {verified(r, secret)["id"] for r in requests} == set(events)
