@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Sequence
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from app.config import Settings
 from app.secret_key import derived_key
@@ -30,6 +31,24 @@ def encrypt(settings: Settings, secret: str) -> str:
 def decrypt(settings: Settings, token: str) -> str:
     """The secret a stored token holds."""
     return _fernet(settings).decrypt(token.encode()).decode()
+
+
+# What a request that could not be signed records: the stored secret does not decrypt
+# under this POCHTA_SECRET_KEY (it was changed since), and rotating makes a new one.
+UNREADABLE = "the endpoint's secret does not decrypt under POCHTA_SECRET_KEY; rotate it"
+
+
+def signing_secrets(settings: Settings, tokens: Sequence[str]) -> list[str] | None:
+    """The secrets stored tokens hold, current first; a previous one that does not decrypt
+    is left out, and None if the current one does not."""
+    readable = []
+    for index, token in enumerate(tokens):
+        try:
+            readable.append(decrypt(settings, token))
+        except InvalidToken:
+            if index == 0:
+                return None
+    return readable
 
 
 def signing_key(secret: str) -> bytes:

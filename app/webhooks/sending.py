@@ -25,7 +25,7 @@ from app.ids import new_id
 from app.webhooks import claims, pending, retries, signing
 from app.webhooks.addresses import NOT_ALLOWED
 from app.webhooks.models import DeliveryStatus, DisabledReason, Webhook, WebhookStatus
-from app.webhooks.secrets import decrypt
+from app.webhooks.secrets import UNREADABLE, signing_secrets
 from app.webhooks.transport import AddressNotAllowed, PinnedTransport
 
 log = logging.getLogger("pochta.webhooks")
@@ -183,7 +183,11 @@ def _send(
     A request is started only if it and the recording after it fit in the lease, so no
     other worker can take a delivery while its request is open.
     """
-    secrets = [decrypt(settings, token) for token in claimed.secrets]
+    secrets = signing_secrets(settings, claimed.secrets)
+    if secrets is None:
+        # Nothing can be signed: a failed request, retried and in the end disabling as any.
+        log.error(UNREADABLE, extra={"webhook_id": claimed.webhook_id})
+        return [(claimed.owed[0], Answer(None, UNREADABLE, 0), utcnow())]
     room = timedelta(seconds=settings.webhook_timeout_seconds + RECORDING_SECONDS)
     sent: list[Outcome] = []
     for owed in claimed.owed:

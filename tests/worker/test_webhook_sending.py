@@ -23,6 +23,7 @@ from app.webhooks.models import (
     Webhook,
     WebhookStatus,
 )
+from app.webhooks.secrets import UNREADABLE
 from app.webhooks.sending import deliver, new_transport
 from harness.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import Env
@@ -222,6 +223,33 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
     latest = receiver.requests("/hook")[-1]
     assert len(signatures(latest)) == 1
     assert verified(latest, new_secret)
+
+
+def test_a_secret_that_no_longer_decrypts_fails_each_request_until_rotated(
+    env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
+) -> None:
+    from app.webhooks import service
+    from tests.support.webhooks import CALLER
+
+    webhook_id, _ = create_endpoint(receiver.url())
+    env["POCHTA_SECRET_KEY"] = "another-key-than-the-secret-was-stored-under"
+    add_event()
+    pump(client)
+    assert receiver.requests() == []
+    log = deliveries(webhook_id)
+    # The first request and one per delay of the schedule, each failed with the reason.
+    assert [(d.status, d.error) for d in log] == [(DeliveryStatus.failed, UNREADABLE)] * 3
+
+    with db.session_scope() as session:
+        new_secret = service.rotate_secret(
+            session, caller=CALLER, webhook_id=webhook_id, settings=get_settings(), now=utcnow()
+        ).secret
+    add_event()
+    pump(client)
+    (request,) = receiver.requests("/hook")
+    # Signed with the new secret alone: the previous one is unreadable too.
+    assert len(signatures(request)) == 1
+    assert verified(request, new_secret)
 
 
 def test_a_host_resolving_to_loopback_is_refused_at_connect(
