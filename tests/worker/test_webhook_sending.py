@@ -14,7 +14,7 @@ from app import db
 from app.clock import utcnow
 from app.config import get_settings
 from app.events.types import EventType
-from app.webhooks import claims, pending
+from app.webhooks import claims, pending, service
 from app.webhooks.models import (
     Delivery,
     DeliveryStatus,
@@ -28,6 +28,7 @@ from app.webhooks.sending import deliver, new_transport
 from harness.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import Env
 from tests.support.webhooks import (
+    CALLER,
     add_event,
     create_endpoint,
     signatures,
@@ -87,6 +88,14 @@ def webhook(webhook_id: str) -> Webhook:
         assert row is not None
         session.expunge(row)
     return row
+
+
+def rotate(webhook_id: str) -> str:
+    """Rotate the endpoint's secret as the API does; the new secret."""
+    with db.session_scope() as session:
+        return service.rotate_secret(
+            session, caller=CALLER, webhook_id=webhook_id, settings=get_settings(), now=utcnow()
+        ).secret
 
 
 def test_an_event_is_sent_signed_to_each_subscribed_endpoint(
@@ -198,14 +207,8 @@ def test_an_endpoint_failing_for_the_disable_period_is_disabled(
 def test_rotation_signs_with_both_secrets_during_the_overlap(
     env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
-    from app.webhooks import service
-    from tests.support.webhooks import CALLER
-
     webhook_id, old_secret = create_endpoint(receiver.url())
-    with db.session_scope() as session:
-        new_secret = service.rotate_secret(
-            session, caller=CALLER, webhook_id=webhook_id, settings=get_settings(), now=utcnow()
-        ).secret
+    new_secret = rotate(webhook_id)
     add_event()
     pump(client)
     (request,) = receiver.requests("/hook")
@@ -228,9 +231,6 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
 def test_a_secret_that_no_longer_decrypts_fails_each_request_until_rotated(
     env: Env, receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
-    from app.webhooks import service
-    from tests.support.webhooks import CALLER
-
     webhook_id, _ = create_endpoint(receiver.url())
     env["POCHTA_SECRET_KEY"] = "another-key-than-the-secret-was-stored-under"
     add_event()
@@ -240,10 +240,7 @@ def test_a_secret_that_no_longer_decrypts_fails_each_request_until_rotated(
     # The first request and one per delay of the schedule, each failed with the reason.
     assert [(d.status, d.error) for d in log] == [(DeliveryStatus.failed, UNREADABLE)] * 3
 
-    with db.session_scope() as session:
-        new_secret = service.rotate_secret(
-            session, caller=CALLER, webhook_id=webhook_id, settings=get_settings(), now=utcnow()
-        ).secret
+    new_secret = rotate(webhook_id)
     add_event()
     pump(client)
     (request,) = receiver.requests("/hook")
