@@ -23,6 +23,7 @@ from app.config import Settings
 from app.messages.models import Message
 from app.messages.relay_results import AttemptResult, Reply
 from app.messages.states import Stage
+from app.relays import shaping
 from app.relays.config import Relay, get_relays
 from app.relays.replies import is_rate_limited
 from app.relays.state import UP, RelayCondition, RelayState, RelayStore, store_for
@@ -163,7 +164,7 @@ class RelayRouter:
             while True:
                 per_second = state.rate(relay, utcnow())
                 assert per_second is not None
-                wait = self.store.take_send_slot(relay.name, per_second)
+                wait = self.store.take_send_slot(relay.name, shaping.slot_rate(per_second))
                 if wait == 0.0:
                     break
                 if time.monotonic() + wait > deadline:

@@ -11,6 +11,10 @@ import math
 from datetime import datetime
 
 FLOOR_PER_SECOND = 1 / 60
+# Send slots are spaced for this share of the rate: the relay counts on its own clock,
+# and the time from our slot to its MAIL jitters (a new connection, a busy core), so slots
+# spaced exactly 1/rate apart still let some second at the relay see rate + 2.
+HEADROOM = 0.9
 CLEAN_PERIOD_SECONDS = 60.0
 INCREASE = 1.10
 
@@ -26,6 +30,11 @@ def current_rate(
     if clean_periods > 200:
         return configured
     return min(configured, base * INCREASE**clean_periods)
+
+
+def slot_rate(rate: float) -> float:
+    """The rate send slots are given at, for a relay allowed `rate` messages a second."""
+    return rate * HEADROOM
 
 
 def halved(rate: float) -> float:

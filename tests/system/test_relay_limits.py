@@ -113,7 +113,7 @@ def test_rate_and_connections_hold_for_every_worker_and_a_dead_relay_is_skipped(
     assert len(received) == count
     # Counted at MAIL, as a relay counts its rate.
     times = [m.mail_at for m in received]
-    # 20/s: 400 messages need at least 19 s (the first second's twenty at once, at most).
+    # 20/s: 400 messages need at least 19 s (Pochta's headroom makes it about 22).
     assert max(times) - min(times) >= 19.0
     assert busiest_second(times) <= 21
     assert sink.peak_sessions <= 2
