@@ -1,10 +1,9 @@
 """This process's relays: a connection pool each, the shared limits, failover and shaping.
 
-The route's relays are tried in order, skipping one that is down (while another is not)
-or paused. One with limits gives session and send slots from the shared store first; one
-without costs no round trip per message (the state is read at most once a second). A
-message no relay could take is Postponed: handed back without an attempt (docs/relays.md).
-"""
+The route's relays are tried in order, skipping one down (while another is not) or paused.
+One with limits gives session and send slots from the shared store first; one without
+costs no round trip per message (the state is read at most once a second). A message no
+relay could take is Postponed: handed back without an attempt (docs/relays.md)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ from celery import shared_task
 
 from app.config import get_settings
 from app.outbox.broker import WEBHOOK_TASK
-from app.webhooks.sending import deliver_from, new_transport
+from app.webhooks.requests import new_transport
+from app.webhooks.sending import deliver_from
 from worker import shutdown, webhook_metrics
 
 

@@ -1,7 +1,7 @@
 """Sending one owed delivery: claim it, make the signed request, record what came of it.
 
-The requests are made outside any transaction; the claim before them and their outcomes
-after them are one short transaction each (app/webhooks/pending.py holds their SQL).
+The requests (app/webhooks/requests.py) are made outside any transaction; the claim
+before them and their outcomes after are one short transaction each (claims.py, pending.py).
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ from app.db import session_scope
 from app.events.schemas import EventOut
 from app.ids import new_id
 from app.webhooks import claims, pending, retries, signing
-from app.webhooks.addresses import NOT_ALLOWED
 from app.webhooks.models import DeliveryStatus, DisabledReason, Webhook, WebhookStatus
+from app.webhooks.requests import Answer, post
 from app.webhooks.secrets import UNREADABLE, signing_secrets
-from app.webhooks.transport import AddressNotAllowed, PinnedTransport
 
 log = logging.getLogger("pochta.webhooks")
 
-# What a receiver answers is not read past this: only its status matters.
-BODY_CAP = 64 * 1024
-_HEADERS = {"content-type": "application/json", "user-agent": "Pochta-Webhooks/1"}
 # An endpoint whose slots are all taken is tried again this soon, no attempt counted.
 BUSY_RETRY_SECONDS = 1.0
 # Requests one task makes at most, following on to the endpoint's next due deliveries.
@@ -47,16 +43,6 @@ RECORDING_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
-class Answer:
-    """What one request got: a status, or an error where nothing usable came back."""
-
-    status: int | None
-    error: str | None
-    duration_ms: int
-    retry_after: str | None = None
-
-
-@dataclass(frozen=True)
 class Sent:
     """One request made and recorded, for the worker's metrics."""
 
@@ -65,16 +51,6 @@ class Sent:
     webhook_id: str
     event_created_at: datetime
     finished_at: datetime
-
-
-def new_transport(settings: Settings) -> httpx.BaseTransport:
-    """What webhook requests go through: pinned addresses, connections kept alive.
-
-    Requests go to the transport itself, not through an httpx.Client: a sender needs
-    none of a client's redirects, auth, cookies or URL merging, and they cost more CPU
-    than the request.
-    """
-    return PinnedTransport(allow_private=settings.webhook_allow_private)
 
 
 def event_body(owed: claims.Owed) -> bytes:
@@ -228,48 +204,6 @@ def _log(webhook_id: str, owed: claims.Owed, answer: Answer, succeeded: bool) ->
             "duration_ms": answer.duration_ms,
         },
     )
-
-
-def post(
-    transport: httpx.BaseTransport, url: str, body: bytes, headers: dict[str, str], timeout: float
-) -> Answer:
-    """POST body; read at most BODY_CAP of the answer, and nothing past the timeout."""
-    started = time.monotonic()
-
-    def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
-
-    request = httpx.Request(
-        "POST",
-        url,
-        content=body,
-        headers={**headers, **_HEADERS},
-        extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-    )
-    try:
-        response = transport.handle_request(request)
-        try:
-            read = 0
-            for chunk in response.iter_raw():
-                read += len(chunk)
-                if read >= BODY_CAP or time.monotonic() - started > timeout:
-                    break
-        finally:
-            response.close()
-        return Answer(response.status_code, None, elapsed_ms(), response.headers.get("retry-after"))
-    except AddressNotAllowed:
-        return Answer(None, NOT_ALLOWED, elapsed_ms())
-    except httpx.TimeoutException:
-        return Answer(None, f"timed out after {timeout:g} s", elapsed_ms())
-    except httpx.HTTPError as error:
-        return Answer(None, _describe(error), elapsed_ms())
-
-
-def _describe(error: httpx.HTTPError) -> str:
-    text = str(error) or error.__class__.__name__
-    if isinstance(error, httpx.ConnectError):
-        return f"connection failed: {text}"
-    return text
 
 
 def settle(

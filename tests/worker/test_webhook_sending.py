@@ -23,8 +23,9 @@ from app.webhooks.models import (
     Webhook,
     WebhookStatus,
 )
+from app.webhooks.requests import new_transport
 from app.webhooks.secrets import UNREADABLE
-from app.webhooks.sending import deliver, new_transport
+from app.webhooks.sending import deliver
 from harness.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import Env
 from tests.support.webhooks import (
