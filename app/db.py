@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app import runtime
@@ -32,3 +32,18 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def repeatable_scope() -> Iterator[Session]:
+    """A unit of work that, lost, is only done again: a webhook claimed, sent or fanned out.
+
+    On PostgreSQL it commits without waiting for its WAL to reach the disk. A database
+    crash can lose the last such commits (never half of one, and never one before a later
+    durable commit); what they recorded is then redone, which at-least-once delivery
+    allows (docs/webhooks.md). The flush they skip is what email's own commits wait for.
+    """
+    with session_scope() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        yield session

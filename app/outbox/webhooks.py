@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from app.clock import utcnow
 from app.config import get_settings
-from app.db import session_scope
+from app.db import repeatable_scope
 from app.outbox.broker import WEBHOOK_QUEUE, WEBHOOK_TASK, get_celery
 from app.webhooks import pending
 
@@ -29,7 +29,7 @@ def dispatch_webhooks() -> tuple[int, int]:
     fanned = published = 0
     for _ in range(MAX_BATCHES):
         now = utcnow()
-        with session_scope() as session:
+        with repeatable_scope() as session:
             events = pending.fan_out(session, now=now, limit=BATCH)
             ids = pending.take_due(
                 session,
@@ -73,7 +73,7 @@ def publish_or_release(pending_ids: Sequence[int]) -> bool:
     if publish(pending_ids):
         return True
     try:
-        with session_scope() as session:
+        with repeatable_scope() as session:
             pending.release_dispatch(session, pending_ids=pending_ids)
     except Exception:
         log.exception("could not release webhook dispatch lease")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.config import Settings, get_settings
-from app.db import session_scope
+from app.db import repeatable_scope
 from app.events.schemas import EventOut
 from app.ids import new_id
 from app.webhooks import claims, pending, retries, signing
@@ -80,14 +80,14 @@ def deliver_from(
     requests without waiting for the scheduler's next tick, at one commit per claim.
     """
     settings = get_settings()
-    with session_scope() as session:
+    with repeatable_scope() as session:
         claimed = _claim(session, pending_id, settings, utcnow(), min(BATCH, follow_on))
     made = 0
     while isinstance(claimed, claims.Claimed):
         sent = _send(transport, claimed, settings, keep_going)
         following: claims.Claimed | None = None
         try:
-            with session_scope() as session:
+            with repeatable_scope() as session:
                 delivered = settle(session, claimed, sent, settings)
                 left = follow_on - made - len(sent)
                 # A failing endpoint gets its retries on their schedule only.
