@@ -21,7 +21,7 @@ from harness.services import create_database, drop_database
 # The webhook endpoint stays; what it was sent and owed goes with the messages.
 _MESSAGE_TABLES = (
     "attempts, recipients, message_tags, idempotency_records, messages, "
-    "webhook_deliveries, webhook_pending, events"
+    "webhook_deliveries, webhook_pending, events_to_fan_out, events"
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
@@ -25,11 +25,20 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The event's `data` as sent in every webhook request: a snapshot at the change.
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # Until set, the webhook fan-out has not yet made this event's deliveries.
-    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_events_tenant_created", "tenant", "created_at", "id"),
         Index("ix_events_message", "message_pk"),
-        Index("ix_events_fan_out", "fanned_out_at", "created_at"),
+    )
+
+
+class EventToFanOut(Base):
+    """An event the webhook fan-out has not yet made deliveries for: inserted with it,
+    deleted by the fan-out. A narrow row of its own, so the event's row is written once
+    (marking it in place rewrote the whole row and every index of the table)."""
+
+    __tablename__ = "events_to_fan_out"
+
+    event_pk: Mapped[str] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
     )

@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from app.events.models import Event
+from app.events.models import Event, EventToFanOut
 from app.events.types import EventType
 from app.ids import new_id
 from app.orm import Base
 
 _event_table = Base.metadata.tables[Event.__tablename__]
+_to_fan_out = Base.metadata.tables[EventToFanOut.__tablename__]
 
 
 def event_row(
@@ -40,11 +41,12 @@ def event_row(
         "message_pk": message_id,
         "created_at": at,
         "data": data,
-        "fanned_out_at": None,
     }
 
 
 def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert events in the session's transaction: one statement for all of them."""
+    """Insert events in the session's transaction, and their marks for the webhook
+    fan-out: one statement for each, however many events."""
     if rows:
         session.execute(insert(_event_table), list(rows))
+        session.execute(insert(_to_fan_out), [{"event_pk": row["id"]} for row in rows])

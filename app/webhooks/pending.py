@@ -17,24 +17,25 @@ from typing import Any
 from sqlalchemy import and_, case, delete, distinct, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.events.models import Event
+from app.events.models import Event, EventToFanOut
 from app.orm import Base
 from app.webhooks.models import Delivery, PendingDelivery, Webhook, WebhookStatus
 
 _webhooks = Base.metadata.tables[Webhook.__tablename__]
 _pending = Base.metadata.tables[PendingDelivery.__tablename__]
 _deliveries = Base.metadata.tables[Delivery.__tablename__]
+_to_fan_out = Base.metadata.tables[EventToFanOut.__tablename__]
 
 
 def fan_out(session: Session, *, now: datetime, limit: int) -> int:
     """Make one pending delivery per subscribed, enabled endpoint for up to limit events not
-    yet fanned out, and mark them fanned out; how many events were."""
+    yet fanned out, and strike them off the fan-out's list; how many events were."""
     events = session.execute(
         select(Event.id, Event.tenant, Event.type)
-        .where(Event.fanned_out_at.is_(None))
-        .order_by(Event.created_at)
+        .join(_to_fan_out, _to_fan_out.c.event_pk == Event.id)
+        .order_by(_to_fan_out.c.event_pk)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=_to_fan_out, skip_locked=True)
     ).all()
     if not events:
         return 0
@@ -63,7 +64,7 @@ def fan_out(session: Session, *, now: datetime, limit: int) -> int:
     if rows:
         session.execute(insert(PendingDelivery), rows)
     session.execute(
-        update(Event).where(Event.id.in_([event.id for event in events])).values(fanned_out_at=now)
+        delete(_to_fan_out).where(_to_fan_out.c.event_pk.in_([event.id for event in events]))
     )
     return len(events)
 
