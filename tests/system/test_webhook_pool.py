@@ -72,3 +72,46 @@ def test_a_killed_webhook_pool_is_started_again_and_delivers(
         assert webhook_pools(worker) == [second]
         log = (tmp_path / "worker.log").read_text()
         assert "webhook pool exited with -9; starting it again in 1 s" in log
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def policies(pid: int) -> set[int]:
+    """The scheduling policy of each of the process's threads."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_webhook_threads_run_at_idle_priority_and_email_does_not(
+    env: Env, relay: ScriptedRelay, tmp_path: Path
+) -> None:
+    env["POCHTA_WEBHOOK_ALLOW_PRIVATE"] = "true"
+    with WebhookReceiver() as receiver, Stack(env.for_subprocess(), tmp_path) as stack:
+        stack.start()
+        worker = stack.processes["worker"].pid
+        pool = wait_for_pool(worker)
+        with stack.client(make_key()) as client:
+            client.post("/v1/webhooks", json={"url": receiver.url(), "events": ["message.sent"]})
+            sent = client.post(
+                "/v1/messages",
+                json={"from": "app@example.com", "to": ["ok@example.org"], "text": "hello"},
+            )
+            assert sent.status_code == 202, sent.text
+            receiver.wait_for(lambda seen: len(seen) >= 1, path="/hook")
+        # Every thread of the pool, the ones that made the request included.
+        assert len(os.listdir(f"/proc/{pool}/task")) > 1
+        assert policies(pool) == {os.SCHED_IDLE}
+        assert os.getpriority(os.PRIO_PROCESS, pool) == 19
+        email = [pid for pid in children(worker) if pid != pool]
+        assert email, "the email pool's processes"
+        assert {policy for pid in [worker, *email] for policy in policies(pid)} == {os.SCHED_OTHER}
