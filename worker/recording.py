@@ -3,7 +3,7 @@
 Writing each outcome on its own cost several times the SMTP transaction it recorded
 (a transaction, a row lock, three statements and the ORM's unit of work, per message).
 A task keeps what the relay said in memory and writes a group at once: one statement
-that checks and locks the messages still held, then one executemany each for
+that checks and locks the messages still held, then one statement each for
 recipients, attempts, messages and their events (message.deferred or the final status:
 written with the change, so neither is ever seen without the other).
 

@@ -173,9 +173,7 @@ class RelayConnection:
         try:
             if verb == "mail":
                 self.needs_reset = True
-                code, text = client.mail(argument, options)
-            else:
-                code, text = client.rcpt(argument, options)
+            code, text = _envelope_command(client, verb, argument, options)
         except (OSError, smtplib.SMTPException) as error:
             self.close()
             raise broken(stage, error=_describe(error)) from None
@@ -247,6 +245,23 @@ class RelayConnection:
             pass
         finally:
             client.close()
+
+
+def _envelope_command(
+    client: smtplib.SMTP, verb: str, mailbox: str, options: list[str]
+) -> tuple[int, bytes]:
+    """MAIL FROM or RCPT TO, as smtplib's mail() and rcpt() send them, but with the path
+    written as `<mailbox>` (RFC 5321 §4.1.2) instead of through smtplib.quoteaddr: that
+    parses the address again with email.utils.parseaddr, twice a message, for addresses
+    checked at submit that it can only give back unchanged."""
+    if verb == "mail" and any(option.upper() == "SMTPUTF8" for option in options):
+        if not client.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        client.command_encoding = "utf-8"
+    extensions = "".join(f" {option}" for option in options) if client.does_esmtp else ""
+    keyword = "FROM" if verb == "mail" else "TO"
+    client.putcmd(verb, f"{keyword}:<{mailbox}>{extensions}")
+    return client.getreply()
 
 
 def _log_auth_problem(settings: Settings, what: str) -> None:

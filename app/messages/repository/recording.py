@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.messages.models import Attempt, Message, Recipient
-from app.messages.settlement import AttemptRecord, Settlement
+from app.messages.settlement import AttemptRecord, RecipientChange, Settlement
 from app.messages.states import MessageStatus
-from app.orm import Base
+from app.orm import Base, UTCDateTime
 
 # Tables for Core statements: executemany with no unit of work, where a whole group of
 # rows is written at once.
@@ -41,7 +42,7 @@ def lock_held(session: Session, *, holds: Sequence[tuple[str, datetime]]) -> set
     return set(held)
 
 
-# Core statements run with executemany: one round trip for a group, no unit of work.
+# Core statements run with executemany on SQLite: one call for a group, no unit of work.
 _SETTLE_RECIPIENT = (
     update(_recipient_table)
     .where(_recipient_table.c.id == bindparam("r_id"))
@@ -68,46 +69,97 @@ _SETTLE_MESSAGE = (
 )
 
 
+# On PostgreSQL each table's rows go in one statement, as arrays unnested into a join: an
+# executemany UPDATE is planned and run once per row, a group's worth of round trips
+# through the pipeline for the worker and of executions for the server.
+_SETTLE_RECIPIENTS_PG = text(
+    """
+    UPDATE recipients AS r SET status = u.status, smtp_code = u.smtp_code,
+        enhanced_code = u.enhanced_code, smtp_reply = u.smtp_reply, attempts = u.attempts,
+        error = u.error, bounce_class = u.bounce_class
+    FROM unnest(CAST(:id AS integer[]), CAST(:status AS varchar[]),
+        CAST(:smtp_code AS integer[]), CAST(:enhanced_code AS varchar[]),
+        CAST(:smtp_reply AS text[]), CAST(:attempts AS integer[]), CAST(:error AS text[]),
+        CAST(:bounce_class AS varchar[]))
+        AS u(id, status, smtp_code, enhanced_code, smtp_reply, attempts, error, bounce_class)
+    WHERE r.id = u.id
+    """
+)
+_SETTLE_MESSAGES_PG = text(
+    """
+    UPDATE messages AS m SET status = u.status, attempt_count = u.attempt_count,
+        updated_at = u.updated_at, next_attempt_at = u.next_attempt_at,
+        lease_expires_at = NULL
+    FROM unnest(CAST(:id AS varchar[]), CAST(:status AS varchar[]),
+        CAST(:attempt_count AS integer[]), CAST(:updated_at AS timestamp[]),
+        CAST(:next_attempt_at AS timestamp[]))
+        AS u(id, status, attempt_count, updated_at, next_attempt_at)
+    WHERE m.id = u.id
+    """
+).bindparams(
+    # Each element through the column's type: naive UTC, as UTCDateTime stores it.
+    bindparam("updated_at", type_=ARRAY(UTCDateTime())),
+    bindparam("next_attempt_at", type_=ARRAY(UTCDateTime())),
+)
+
+
 def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
-    """Write settled attempts: recipients, attempt rows, messages; one executemany each.
+    """Write settled attempts: recipients, attempt rows, messages; one statement each.
 
     The caller has checked (lock_held) that it still holds every one of these messages.
     """
     if not settled:
         return
-    recipients = [
-        {
-            "r_id": change.id,
-            "r_status": change.status,
-            "r_smtp_code": change.smtp_code,
-            "r_enhanced_code": change.enhanced_code,
-            "r_smtp_reply": change.smtp_reply,
-            "r_attempts": change.attempts,
-            "r_error": change.error,
-            "r_bounce_class": change.bounce_class,
-        }
-        for settlement in settled
-        for change in settlement.recipients
-    ]
-    if recipients:
-        session.execute(_SETTLE_RECIPIENT, recipients)
+    changes = [change for settlement in settled for change in settlement.recipients]
+    on_postgres = session.get_bind().dialect.name == "postgresql"
+    if changes:
+        if on_postgres:
+            session.execute(_SETTLE_RECIPIENTS_PG, _columns(_recipient_values(changes)))
+        else:
+            session.execute(_SETTLE_RECIPIENT, _prefixed("r_", _recipient_values(changes)))
     session.execute(
         insert(_attempt_table),
         [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled],
     )
-    session.execute(
-        _SETTLE_MESSAGE,
-        [
-            {
-                "m_id": settlement.message_id,
-                "m_status": settlement.status,
-                "m_attempt_count": settlement.attempt.number,
-                "m_updated_at": settlement.attempt.finished_at,
-                "m_next_attempt_at": settlement.next_attempt_at,
-            }
-            for settlement in settled
-        ],
-    )
+    messages: list[dict[str, object]] = [
+        {
+            "id": settlement.message_id,
+            "status": settlement.status.value,
+            "attempt_count": settlement.attempt.number,
+            "updated_at": settlement.attempt.finished_at,
+            "next_attempt_at": settlement.next_attempt_at,
+        }
+        for settlement in settled
+    ]
+    if on_postgres:
+        session.execute(_SETTLE_MESSAGES_PG, _columns(messages))
+    else:
+        session.execute(_SETTLE_MESSAGE, _prefixed("m_", messages))
+
+
+def _recipient_values(changes: Sequence[RecipientChange]) -> list[dict[str, object]]:
+    return [
+        {
+            "id": change.id,
+            "status": change.status.value,
+            "smtp_code": change.smtp_code,
+            "enhanced_code": change.enhanced_code,
+            "smtp_reply": change.smtp_reply,
+            "attempts": change.attempts,
+            "error": change.error,
+            "bounce_class": change.bounce_class.value if change.bounce_class else None,
+        }
+        for change in changes
+    ]
+
+
+def _columns(rows: list[dict[str, object]]) -> dict[str, list[object]]:
+    """Rows as one array per column, for unnest()."""
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+def _prefixed(prefix: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{prefix + name: value for name, value in row.items()} for row in rows]
 
 
 def _attempt_row(message_id: str, attempt: AttemptRecord) -> dict[str, object]:
