@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -60,3 +62,14 @@ class EnumText(TypeDecorator[E]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
         return None if value is None else self.enum(value)
+
+
+def as_columns(rows: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
+    """Rows as one list per column: the arrays a PostgreSQL unnest() statement takes, so
+    a group of rows is one statement instead of one execution each."""
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
+def to_json(value: object) -> str | None:
+    """A JSON column's value as text for a json[] array; None stays SQL NULL."""
+    return None if value is None else json.dumps(value)
