@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.events.models import Event, EventToFanOut
 from app.events.types import EventType
 from app.ids import new_id
-from app.orm import Base, UTCDateTime, as_columns, to_json
+from app.orm import Base, UTCDateTime, as_columns, json_array
 
 _event_table = Base.metadata.tables[Event.__tablename__]
 _to_fan_out = Base.metadata.tables[EventToFanOut.__tablename__]
@@ -51,9 +51,13 @@ _ADD_EVENTS_PG = text(
     """
     WITH added AS (
         INSERT INTO events (id, tenant, type, message_pk, created_at, data)
-        SELECT * FROM unnest(CAST(:id AS varchar[]), CAST(:tenant AS varchar[]),
+        SELECT u.id, u.tenant, u.type, u.message_pk, u.created_at, d.data
+        FROM unnest(CAST(:id AS varchar[]), CAST(:tenant AS varchar[]),
             CAST(:type AS varchar[]), CAST(:message_pk AS varchar[]),
-            CAST(:created_at AS timestamp[]), CAST(:data AS json[]))
+            CAST(:created_at AS timestamp[]))
+            WITH ORDINALITY AS u(id, tenant, type, message_pk, created_at, n)
+        JOIN json_array_elements(CAST(:data AS json)) WITH ORDINALITY AS d(data, n)
+            USING (n)
         RETURNING id
     )
     INSERT INTO events_to_fan_out (event_pk) SELECT id FROM added
@@ -69,8 +73,7 @@ def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         columns = as_columns(rows)
         columns["type"] = [str(type) for type in columns["type"]]  # StrEnum: its value
-        columns["data"] = [to_json(data) for data in columns["data"]]
-        session.execute(_ADD_EVENTS_PG, columns)
+        session.execute(_ADD_EVENTS_PG, {**columns, "data": json_array(columns["data"])})
         return
     session.execute(insert(_event_table), list(rows))
     session.execute(insert(_to_fan_out), [{"event_pk": row["id"]} for row in rows])

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.messages.models import Attempt, Message, Recipient
 from app.messages.settlement import AttemptRecord, RecipientChange, Settlement
 from app.messages.states import MessageStatus
-from app.orm import Base, UTCDateTime, as_columns, to_json
+from app.orm import Base, UTCDateTime, as_columns, json_array
 
 # Tables for Core statements: executemany with no unit of work, where a whole group of
 # rows is written at once.
@@ -106,12 +106,18 @@ _ADD_ATTEMPTS_PG = text(
     """
     INSERT INTO attempts (message_pk, number, started_at, finished_at, relay, outcome, stage,
         smtp_code, enhanced_code, smtp_reply, error, bounce_class, transcript)
-    SELECT * FROM unnest(CAST(:message_pk AS varchar[]), CAST(:number AS integer[]),
+    SELECT u.message_pk, u.number, u.started_at, u.finished_at, u.relay, u.outcome, u.stage,
+        u.smtp_code, u.enhanced_code, u.smtp_reply, u.error, u.bounce_class,
+        CASE WHEN json_typeof(t.transcript) = 'null' THEN NULL ELSE t.transcript END
+    FROM unnest(CAST(:message_pk AS varchar[]), CAST(:number AS integer[]),
         CAST(:started_at AS timestamp[]), CAST(:finished_at AS timestamp[]),
         CAST(:relay AS varchar[]), CAST(:outcome AS varchar[]), CAST(:stage AS varchar[]),
         CAST(:smtp_code AS integer[]), CAST(:enhanced_code AS varchar[]),
-        CAST(:smtp_reply AS text[]), CAST(:error AS text[]), CAST(:bounce_class AS varchar[]),
-        CAST(:transcript AS json[]))
+        CAST(:smtp_reply AS text[]), CAST(:error AS text[]), CAST(:bounce_class AS varchar[]))
+        WITH ORDINALITY AS u(message_pk, number, started_at, finished_at, relay, outcome, stage,
+            smtp_code, enhanced_code, smtp_reply, error, bounce_class, n)
+    JOIN json_array_elements(CAST(:transcript AS json)) WITH ORDINALITY AS t(transcript, n)
+        USING (n)
     """
 ).bindparams(
     bindparam("started_at", type_=ARRAY(UTCDateTime())),
@@ -135,9 +141,10 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
             session.execute(_SETTLE_RECIPIENT, _prefixed("r_", _recipient_values(changes)))
     attempts = [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled]
     if on_postgres:
-        for row in attempts:
-            row["transcript"] = to_json(row["transcript"])
-        session.execute(_ADD_ATTEMPTS_PG, as_columns(attempts))
+        columns = as_columns(attempts)
+        # A kept transcript is SQL NULL when there is none (JSON none_as_null).
+        columns["transcript"] = json_array(columns["transcript"])  # type: ignore[assignment]
+        session.execute(_ADD_ATTEMPTS_PG, columns)
     else:
         session.execute(insert(_attempt_table), attempts)
     messages: list[dict[str, object]] = [
