@@ -86,27 +86,19 @@ def _celery_common(settings: Settings) -> list[str]:
     return [*argv, "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
-WEBHOOK_POOL_NICENESS = 19
-
-
 def _run_webhook_pool(settings: Settings) -> None:
     """Threads consuming only the webhooks queue: requests wait on the network, not the CPU,
     and one dead endpoint holds these threads, never email's processes (SPEC §7)."""
+    from app.cli.webhook_pool import lower_priority
+
+    # Before the imports, which cost a CPU-second: `pochta worker` starts its pool
+    # lowered already, an operator's own `pochta worker --webhooks-only` is lowered here.
+    lower_priority(0)
     from app.outbox.broker import WEBHOOK_QUEUE
     from worker.tasks import consuming_app
 
     # One line per request is ours (pochta.webhooks, with the event and endpoint ids).
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # When the host's CPUs are all busy, email goes first: a webhook is told a moment
-    # later, a message is not sent later because of it. Niceness weighs each thread, and
-    # ten threads sending to a fast endpoint at nice 10 weighed as much as one email
-    # process: hence the lowest priority there is. At nice 19 alone the webhook threads
-    # still had a fifth of the CPU during a drain (bench/README.md), which ran a fifth
-    # slower than without a webhook; under Linux's SCHED_IDLE a thread gives the CPU up
-    # as soon as any other process wants it. The imports above ran at full speed.
-    os.nice(WEBHOOK_POOL_NICENESS)
-    if hasattr(os, "sched_setscheduler"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     argv = [*_celery_common(settings), "-Q", WEBHOOK_QUEUE, "--pool", "threads"]
     argv += ["--concurrency", str(settings.webhook_worker_threads), "--hostname", "webhooks@%h"]
     consuming_app().worker_main(argv)

@@ -109,5 +109,6 @@ def _json(value: Any) -> Any:
         # An attempt's transcript: its lines as the resource writes them.
         return [_json(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _json(item) for name, item in dataclasses.asdict(value).items()}
+        # Field by field: asdict() deep-copies every value first.
+        return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.events.models import Event, EventToFanOut
 from app.events.types import EventType
 from app.ids import new_id
-from app.orm import Base
+from app.orm import Base, UTCDateTime, as_columns, json_array
 
 _event_table = Base.metadata.tables[Event.__tablename__]
 _to_fan_out = Base.metadata.tables[EventToFanOut.__tablename__]
@@ -44,9 +45,35 @@ def event_row(
     }
 
 
+# On PostgreSQL the events and their marks are one statement, however many: an
+# executemany is run once per row by the server (app/messages/repository/recording.py).
+_ADD_EVENTS_PG = text(
+    """
+    WITH added AS (
+        INSERT INTO events (id, tenant, type, message_pk, created_at, data)
+        SELECT u.id, u.tenant, u.type, u.message_pk, u.created_at, d.data
+        FROM unnest(CAST(:id AS varchar[]), CAST(:tenant AS varchar[]),
+            CAST(:type AS varchar[]), CAST(:message_pk AS varchar[]),
+            CAST(:created_at AS timestamp[]))
+            WITH ORDINALITY AS u(id, tenant, type, message_pk, created_at, n)
+        JOIN json_array_elements(CAST(:data AS json)) WITH ORDINALITY AS d(data, n)
+            USING (n)
+        RETURNING id
+    )
+    INSERT INTO events_to_fan_out (event_pk) SELECT id FROM added
+    """
+).bindparams(bindparam("created_at", type_=ARRAY(UTCDateTime())))
+
+
 def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert events in the session's transaction, and their marks for the webhook
-    fan-out: one statement for each, however many events."""
-    if rows:
-        session.execute(insert(_event_table), list(rows))
-        session.execute(insert(_to_fan_out), [{"event_pk": row["id"]} for row in rows])
+    fan-out: one statement for each (one for both on PostgreSQL), however many events."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        columns = as_columns(rows)
+        columns["type"] = [str(type) for type in columns["type"]]  # StrEnum: its value
+        session.execute(_ADD_EVENTS_PG, {**columns, "data": json_array(columns["data"])})
+        return
+    session.execute(insert(_event_table), list(rows))
+    session.execute(insert(_to_fan_out), [{"event_pk": row["id"]} for row in rows])

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.messages.models import Attempt, Message, Recipient
 from app.messages.settlement import AttemptRecord, RecipientChange, Settlement
 from app.messages.states import MessageStatus
-from app.orm import Base, UTCDateTime
+from app.orm import Base, UTCDateTime, as_columns, json_array
 
 # Tables for Core statements: executemany with no unit of work, where a whole group of
 # rows is written at once.
@@ -69,8 +69,8 @@ _SETTLE_MESSAGE = (
 )
 
 
-# On PostgreSQL each table's rows go in one statement, as arrays unnested into a join: an
-# executemany UPDATE is planned and run once per row, a group's worth of round trips
+# On PostgreSQL each table's rows go in one statement, as arrays unnested: an
+# executemany UPDATE or INSERT is planned and run once per row, a group's worth of round trips
 # through the pipeline for the worker and of executions for the server.
 _SETTLE_RECIPIENTS_PG = text(
     """
@@ -102,6 +102,28 @@ _SETTLE_MESSAGES_PG = text(
     bindparam("next_attempt_at", type_=ARRAY(UTCDateTime())),
 )
 
+_ADD_ATTEMPTS_PG = text(
+    """
+    INSERT INTO attempts (message_pk, number, started_at, finished_at, relay, outcome, stage,
+        smtp_code, enhanced_code, smtp_reply, error, bounce_class, transcript)
+    SELECT u.message_pk, u.number, u.started_at, u.finished_at, u.relay, u.outcome, u.stage,
+        u.smtp_code, u.enhanced_code, u.smtp_reply, u.error, u.bounce_class,
+        CASE WHEN json_typeof(t.transcript) = 'null' THEN NULL ELSE t.transcript END
+    FROM unnest(CAST(:message_pk AS varchar[]), CAST(:number AS integer[]),
+        CAST(:started_at AS timestamp[]), CAST(:finished_at AS timestamp[]),
+        CAST(:relay AS varchar[]), CAST(:outcome AS varchar[]), CAST(:stage AS varchar[]),
+        CAST(:smtp_code AS integer[]), CAST(:enhanced_code AS varchar[]),
+        CAST(:smtp_reply AS text[]), CAST(:error AS text[]), CAST(:bounce_class AS varchar[]))
+        WITH ORDINALITY AS u(message_pk, number, started_at, finished_at, relay, outcome, stage,
+            smtp_code, enhanced_code, smtp_reply, error, bounce_class, n)
+    JOIN json_array_elements(CAST(:transcript AS json)) WITH ORDINALITY AS t(transcript, n)
+        USING (n)
+    """
+).bindparams(
+    bindparam("started_at", type_=ARRAY(UTCDateTime())),
+    bindparam("finished_at", type_=ARRAY(UTCDateTime())),
+)
+
 
 def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
     """Write settled attempts: recipients, attempt rows, messages; one statement each.
@@ -114,13 +136,17 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
     on_postgres = session.get_bind().dialect.name == "postgresql"
     if changes:
         if on_postgres:
-            session.execute(_SETTLE_RECIPIENTS_PG, _columns(_recipient_values(changes)))
+            session.execute(_SETTLE_RECIPIENTS_PG, as_columns(_recipient_values(changes)))
         else:
             session.execute(_SETTLE_RECIPIENT, _prefixed("r_", _recipient_values(changes)))
-    session.execute(
-        insert(_attempt_table),
-        [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled],
-    )
+    attempts = [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled]
+    if on_postgres:
+        columns = as_columns(attempts)
+        # A kept transcript is SQL NULL when there is none (JSON none_as_null).
+        columns["transcript"] = json_array(columns["transcript"])  # type: ignore[assignment]
+        session.execute(_ADD_ATTEMPTS_PG, columns)
+    else:
+        session.execute(insert(_attempt_table), attempts)
     messages: list[dict[str, object]] = [
         {
             "id": settlement.message_id,
@@ -132,7 +158,7 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
         for settlement in settled
     ]
     if on_postgres:
-        session.execute(_SETTLE_MESSAGES_PG, _columns(messages))
+        session.execute(_SETTLE_MESSAGES_PG, as_columns(messages))
     else:
         session.execute(_SETTLE_MESSAGE, _prefixed("m_", messages))
 
@@ -153,11 +179,6 @@ def _recipient_values(changes: Sequence[RecipientChange]) -> list[dict[str, obje
     ]
 
 
-def _columns(rows: list[dict[str, object]]) -> dict[str, list[object]]:
-    """Rows as one array per column, for unnest()."""
-    return {name: [row[name] for row in rows] for name in rows[0]}
-
-
 def _prefixed(prefix: str, rows: list[dict[str, object]]) -> list[dict[str, object]]:
     return [{prefix + name: value for name, value in row.items()} for row in rows]
 
@@ -169,13 +190,13 @@ def _attempt_row(message_id: str, attempt: AttemptRecord) -> dict[str, object]:
         "started_at": attempt.started_at,
         "finished_at": attempt.finished_at,
         "relay": attempt.relay,
-        "outcome": attempt.outcome,
-        "stage": attempt.stage,
+        "outcome": attempt.outcome.value,
+        "stage": attempt.stage.value,
         "smtp_code": attempt.smtp_code,
         "enhanced_code": attempt.enhanced_code,
         "smtp_reply": attempt.smtp_reply,
         "error": attempt.error,
-        "bounce_class": attempt.bounce_class,
+        "bounce_class": attempt.bounce_class.value if attempt.bounce_class else None,
         "transcript": [
             {"at_ms": line.at_ms, "dir": line.dir, "line": line.line} for line in attempt.transcript
         ]
