@@ -142,9 +142,9 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
     attempts = [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled]
     if on_postgres:
         columns = as_columns(attempts)
-        # A kept transcript is SQL NULL when there is none (JSON none_as_null).
-        columns["transcript"] = json_array(columns["transcript"])  # type: ignore[assignment]
-        session.execute(_ADD_ATTEMPTS_PG, columns)
+        session.execute(
+            _ADD_ATTEMPTS_PG, {**columns, "transcript": json_array(columns["transcript"])}
+        )
     else:
         session.execute(insert(_attempt_table), attempts)
     messages: list[dict[str, object]] = [
