@@ -47,6 +47,9 @@ class DrainFigure:
 
     steady: float  # emails/s, first attempt started -> last attempt finished
     from_start: float  # emails/s, worker process started -> last attempt finished
+    # Seconds from the last attempt until every event was delivered to the endpoint (None:
+    # no webhook subscribed). The pool runs at idle priority: webhooks follow email.
+    webhooks_after: float | None = None
 
 
 @dataclass(slots=True)

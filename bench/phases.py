@@ -226,7 +226,27 @@ def drain(ctx: Context, count: int, *, phase: str = DRAIN) -> DrainFigure:
     with ctx.profiled("worker", phase.replace(" ", "-"), wall_clock=True):
         _wait_sent(ctx, count)
     first, last = ctx.database.attempt_span()
-    return DrainFigure(steady=count / (last - first), from_start=count / (last - started))
+    webhooks_after = _wait_webhooks(ctx) - last if ctx.options.webhook else None
+    return DrainFigure(
+        steady=count / (last - first),
+        from_start=count / (last - started),
+        webhooks_after=webhooks_after,
+    )
+
+
+def _wait_webhooks(ctx: Context) -> float:
+    """Poll until every event is delivered, so that the next phase neither drops what is
+    owed nor starts beside it; when that was (epoch seconds)."""
+    deadline = time.monotonic() + ctx.options.phase_timeout
+    while ctx.database.webhooks_owed():
+        ctx.stack.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{ctx.database.webhooks_owed()} webhook deliveries still owed after "
+                f"{ctx.options.phase_timeout:.0f}s"
+            )
+        time.sleep(POLL_SECONDS)
+    return time.time()
 
 
 def start_delivery(ctx: Context) -> None:

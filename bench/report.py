@@ -191,6 +191,7 @@ def rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> l
             "emails/s",
             (_ratios(runs, drain_from_start, prebuilt), ceiling),
         ),
+        *_webhooks_row(runs),
         _rate_row(
             "drain: backlog queued by single POSTs",
             _values(runs, singles),
@@ -247,6 +248,19 @@ def rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> l
         _rate_row("ceiling: smtplib, build + send", _values(runs, build), "emails/s"),
     ]
     return result + _memory_rows(runs, options, batch_missing)
+
+
+def _webhooks_row(runs: Sequence[RunFigures]) -> list[Row]:
+    """How long after the batch drain's last email its last webhook went (none: no webhook)."""
+    values = _values(runs, lambda r: r.drain.webhooks_after if r.drain else None)
+    if not values:
+        return []
+    label = "drain's webhooks: all delivered, after its last email"
+    return [Row(label, _seconds(median(values)), _spread(values, _seconds), "—", "—", "—")]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s"
 
 
 def _memory_rows(runs: Sequence[RunFigures], options: Options, batch_missing: bool) -> list[Row]:

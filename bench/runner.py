@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from bench import machine, phases, profile, transcripts
-from bench.figures import SINGLES_DRAIN, LoadFigure, RunFigures
+from bench.figures import SINGLES_DRAIN, DrainFigure, LoadFigure, RunFigures
 from bench.options import Options
 from bench.report import rows, table
-from bench.services import Broker, Database, Sink
+from bench.services import Broker, Database, Receiver, Sink
 from bench.stack import Stack, pochta_env
-from harness.webhook_receiver import WebhookReceiver
 
 
 def _say(text: str) -> None:
@@ -28,6 +27,12 @@ def _load_text(figure: LoadFigure) -> str:
         f"p99 {figure.p99 * 1000:.1f} ms (load generator {figure.generator_cpu:.0%} of a "
         f"core{failures})"
     )
+
+
+def _webhooks_text(figure: DrainFigure) -> str:
+    if figure.webhooks_after is None:
+        return ""
+    return f"; its webhooks all delivered {figure.webhooks_after:.1f} s after its last email"
 
 
 def one_run(ctx: phases.Context, label: str) -> RunFigures:
@@ -53,6 +58,7 @@ def one_run(ctx: phases.Context, label: str) -> RunFigures:
     _say(
         f"{prefix} drain               {figures.drain.steady:,.0f} emails/s "
         f"({figures.drain.from_start:,.0f} counting the workers' start)"
+        + _webhooks_text(figures.drain)
     )
     phases.stop_delivery(ctx)
     singles = phases.queue_singles(ctx)
@@ -114,7 +120,8 @@ def _header(options: Options, database: Database, started: datetime, load_before
             f"{options.worker_concurrency}; pochta scheduler; POCHTA_LOG_LEVEL=WARNING",
             "- webhooks: "
             + (
-                "one endpoint subscribed to every event, a receiver on loopback answering 200"
+                "one endpoint subscribed to every event, bench/receiver.py on loopback "
+                "answering 200; each drain waits for its webhooks before the next phase"
                 if options.webhook
                 else "none (--no-webhook)"
             ),
@@ -150,7 +157,9 @@ def run(options: Options) -> int:
         stack.start_api()
         # Every event of every phase goes to a subscribed endpoint, as in a deployment
         # that uses webhooks: the figures include fanning out and sending them.
-        receiver = cleanup.enter_context(WebhookReceiver(keep=False))
+        receiver = Receiver(options.logdir)
+        cleanup.callback(receiver.stop)
+        receiver.start()
         if options.webhook:
             stack.subscribe_webhook(key, receiver.url())
         ctx = phases.Context(options, stack, database, broker, sink, key)
@@ -162,7 +171,7 @@ def run(options: Options) -> int:
             profiled_run(ctx)
         text = _header(options, database, started, load_before) + "\n"
         text += table(rows(results, options, batch_missing=not ctx.batch_available)) + "\n"
-    _say(f"webhook receiver: {receiver.count:,} requests taken")
+        _say(f"webhook receiver: {receiver.count():,} requests taken")
     _say("\n" + text)
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(text)

@@ -1,14 +1,17 @@
-"""What the benchmark runs against: smtp-sink, its own database, its own Redis db number."""
+"""What the benchmark runs against: smtp-sink, a webhook receiver, its own database, its own
+Redis db number."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import redis
 
@@ -45,6 +48,39 @@ class Sink:
         except BaseException:
             self.stop()
             raise
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            processes.stop([process])
+
+
+class Receiver:
+    """The webhook endpoint (bench/receiver.py) in a process of its own on a loopback port:
+    at normal priority, like smtp-sink, as a real endpoint would run on its own host."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "bench.receiver", str(self.port)]
+        process = processes.spawn(argv, env=dict(os.environ), log=self.logdir / "receiver.log")
+        self._process = process
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=10)
+        except BaseException:
+            self.stop()
+            raise
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def count(self) -> int:
+        """How many requests it has answered."""
+        return int(httpx.get(f"http://127.0.0.1:{self.port}/count", timeout=10).text)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -130,6 +166,14 @@ class Database:
     def kept_transcripts(self) -> int:
         """How many attempts kept their SMTP transcript."""
         (count,) = self._row("SELECT count(*) FROM attempts WHERE transcript IS NOT NULL")
+        return int(str(count))
+
+    def webhooks_owed(self) -> int:
+        """Events not yet fanned out, and deliveries not yet made."""
+        (count,) = self._row(
+            "SELECT (SELECT count(*) FROM events_to_fan_out)"
+            " + (SELECT count(*) FROM webhook_pending)"
+        )
         return int(str(count))
 
     def attempt_span(self) -> tuple[float, float]:
