@@ -27,11 +27,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from app.events.models import Event, EventToFanOut
-from app.orm import Base, UTCDateTime, as_columns
+from app.orm import Base, UTCDateTime, json_rows
 from app.webhooks.models import Delivery, PendingDelivery, Webhook, WebhookStatus
 
 _webhooks = Base.metadata.tables[Webhook.__tablename__]
@@ -233,21 +232,18 @@ def drop_endpoint(session: Session, *, webhook_id: str) -> None:
     session.execute(delete(PendingDelivery).where(PendingDelivery.webhook_pk == webhook_id))
 
 
-# PostgreSQL runs an executemany once per row: a claim's log rows go as one unnest.
+# PostgreSQL runs an executemany once per row: a claim's log rows are one statement.
 _LOG_REQUESTS_PG = text(
     """
     INSERT INTO webhook_deliveries (id, webhook_pk, event_pk, event_type, attempt, status,
         response_status, error, duration_ms, created_at, next_attempt_at)
-    SELECT * FROM unnest(CAST(:id AS varchar[]), CAST(:webhook_pk AS varchar[]),
-        CAST(:event_pk AS varchar[]), CAST(:event_type AS varchar[]),
-        CAST(:attempt AS integer[]), CAST(:status AS varchar[]),
-        CAST(:response_status AS integer[]), CAST(:error AS text[]),
-        CAST(:duration_ms AS integer[]), CAST(:created_at AS timestamp[]),
-        CAST(:next_attempt_at AS timestamp[]))
+    SELECT id, webhook_pk, event_pk, event_type, attempt, status, response_status, error,
+        duration_ms, created_at, next_attempt_at
+    FROM json_to_recordset(CAST(:rows AS json)) AS u(id varchar, webhook_pk varchar,
+        event_pk varchar, event_type varchar, attempt integer, status varchar,
+        response_status integer, error text, duration_ms integer, created_at timestamp,
+        next_attempt_at timestamp)
     """
-).bindparams(
-    bindparam("created_at", type_=ARRAY(UTCDateTime())),
-    bindparam("next_attempt_at", type_=ARRAY(UTCDateTime())),
 )
 
 
@@ -256,10 +252,7 @@ def log_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        columns = as_columns(rows)
-        for name in ("event_type", "status"):  # StrEnums: their values
-            columns[name] = [str(value) for value in columns[name]]
-        session.execute(_LOG_REQUESTS_PG, columns)
+        session.execute(_LOG_REQUESTS_PG, {"rows": json_rows(rows)})
         return
     session.execute(insert(_deliveries), list(rows))
 
