@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     and_,
     bindparam,
     case,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.events.models import Event, EventToFanOut
 from app.orm import Base, UTCDateTime, json_rows
@@ -111,6 +112,64 @@ def fan_out(session: Session, *, now: datetime, limit: int) -> int:
     return len(events)
 
 
+# take_due's statements, built once: the scheduler runs them on every tick, and building
+# the window query cost more of its CPU than running it.
+_other = _pending.alias("other")
+_leased = _other.c.leased_until >= bindparam("now")
+_unleased = or_(_other.c.leased_until.is_(None), _other.c.leased_until < bindparam("now"))
+# A slot is a live lease (one claim's deliveries share theirs) or a task on the broker.
+_TAKEN = (
+    select(
+        _other.c.webhook_pk,
+        (
+            func.count(distinct(case((_leased, _other.c.leased_until))))
+            + func.count(case((and_(_unleased, _other.c.dispatched_until >= bindparam("now")), 1)))
+        ).label("taken"),
+    )
+    .where(or_(_leased, _other.c.dispatched_until >= bindparam("now")))
+    .group_by(_other.c.webhook_pk)
+    .subquery("taken")
+)
+_RANKED = (
+    select(
+        _pending.c.id,
+        _pending.c.next_attempt_at,
+        func.row_number()
+        .over(
+            partition_by=_pending.c.webhook_pk,
+            order_by=(_pending.c.next_attempt_at, _pending.c.id),
+        )
+        .label("rank"),
+        func.coalesce(_TAKEN.c.taken, 0).label("taken"),
+    )
+    .outerjoin(_TAKEN, _TAKEN.c.webhook_pk == _pending.c.webhook_pk)
+    .where(
+        _pending.c.next_attempt_at <= bindparam("now"),
+        or_(
+            _pending.c.dispatched_until.is_(None),
+            _pending.c.dispatched_until < bindparam("now"),
+        ),
+        or_(_pending.c.leased_until.is_(None), _pending.c.leased_until < bindparam("now")),
+    )
+    .subquery("ranked")
+)
+_CHOSEN = (
+    select(_RANKED.c.id)
+    .where(_RANKED.c.rank + _RANKED.c.taken <= bindparam("max_in_flight", type_=Integer))
+    .order_by(_RANKED.c.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+# Two schedulers on PostgreSQL split the work (the window cannot be locked itself).
+_LOCK_CHOSEN = (
+    select(_pending.c.id).where(_pending.c.id.in_(_CHOSEN)).with_for_update(skip_locked=True)
+)
+_MARK_DISPATCHED = (
+    update(_pending)
+    .where(_pending.c.id.in_(bindparam("ids", expanding=True)))
+    .values(dispatched_until=bindparam("until"))
+)
+
+
 def take_due(
     session: Session, *, now: datetime, until: datetime, limit: int, max_in_flight: int
 ) -> list[int]:
@@ -120,62 +179,11 @@ def take_due(
     on the broker), so a dead endpoint's backlog does not fill the queue with tasks that
     could only wait.
     """
-    other = aliased(PendingDelivery)
-    leased = other.leased_until >= now
-    unleased = or_(other.leased_until.is_(None), other.leased_until < now)
-    # A slot is a live lease (one claim's deliveries share theirs) or a task on the broker.
-    taken = (
-        select(
-            other.webhook_pk,
-            (
-                func.count(distinct(case((leased, other.leased_until))))
-                + func.count(case((and_(unleased, other.dispatched_until >= now), 1)))
-            ).label("taken"),
-        )
-        .where(or_(leased, other.dispatched_until >= now))
-        .group_by(other.webhook_pk)
-        .subquery()
-    )
-    ranked = (
-        select(
-            PendingDelivery.id,
-            PendingDelivery.next_attempt_at,
-            func.row_number()
-            .over(
-                partition_by=PendingDelivery.webhook_pk,
-                order_by=(PendingDelivery.next_attempt_at, PendingDelivery.id),
-            )
-            .label("rank"),
-            func.coalesce(taken.c.taken, 0).label("taken"),
-        )
-        .outerjoin(taken, taken.c.webhook_pk == PendingDelivery.webhook_pk)
-        .where(
-            PendingDelivery.next_attempt_at <= now,
-            or_(PendingDelivery.dispatched_until.is_(None), PendingDelivery.dispatched_until < now),
-            or_(PendingDelivery.leased_until.is_(None), PendingDelivery.leased_until < now),
-        )
-        .subquery()
-    )
-    chosen = (
-        select(ranked.c.id)
-        .where(ranked.c.rank + ranked.c.taken <= max_in_flight)
-        .order_by(ranked.c.next_attempt_at)
-        .limit(limit)
-    )
-    # Two schedulers on PostgreSQL split the work (the window cannot be locked itself).
     ids = list(
-        session.scalars(
-            select(PendingDelivery.id)
-            .where(PendingDelivery.id.in_(chosen))
-            .with_for_update(skip_locked=True)
-        )
+        session.scalars(_LOCK_CHOSEN, {"now": now, "limit": limit, "max_in_flight": max_in_flight})
     )
     if ids:
-        session.execute(
-            update(PendingDelivery)
-            .where(PendingDelivery.id.in_(ids))
-            .values(dispatched_until=until)
-        )
+        session.execute(_MARK_DISPATCHED, {"ids": ids, "until": until})
     return ids
 
 
