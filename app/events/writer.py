@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from app.events.models import Event, EventToFanOut
 from app.events.types import EventType
 from app.ids import new_id
-from app.orm import Base, UTCDateTime, as_columns, json_array
+from app.orm import Base, json_rows
 
 _event_table = Base.metadata.tables[Event.__tablename__]
 _to_fan_out = Base.metadata.tables[EventToFanOut.__tablename__]
@@ -51,18 +50,14 @@ _ADD_EVENTS_PG = text(
     """
     WITH added AS (
         INSERT INTO events (id, tenant, type, message_pk, created_at, data)
-        SELECT u.id, u.tenant, u.type, u.message_pk, u.created_at, d.data
-        FROM unnest(CAST(:id AS varchar[]), CAST(:tenant AS varchar[]),
-            CAST(:type AS varchar[]), CAST(:message_pk AS varchar[]),
-            CAST(:created_at AS timestamp[]))
-            WITH ORDINALITY AS u(id, tenant, type, message_pk, created_at, n)
-        JOIN json_array_elements(CAST(:data AS json)) WITH ORDINALITY AS d(data, n)
-            USING (n)
+        SELECT id, tenant, type, message_pk, created_at, data
+        FROM json_to_recordset(CAST(:rows AS json)) AS u(id varchar, tenant varchar,
+            type varchar, message_pk varchar, created_at timestamp, data json)
         RETURNING id
     )
     INSERT INTO events_to_fan_out (event_pk) SELECT id FROM added
     """
-).bindparams(bindparam("created_at", type_=ARRAY(UTCDateTime())))
+)
 
 
 def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -71,9 +66,7 @@ def add_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        columns = as_columns(rows)
-        columns["type"] = [str(type) for type in columns["type"]]  # StrEnum: its value
-        session.execute(_ADD_EVENTS_PG, {**columns, "data": json_array(columns["data"])})
+        session.execute(_ADD_EVENTS_PG, {"rows": json_rows(rows)})
         return
     session.execute(insert(_event_table), list(rows))
     session.execute(insert(_to_fan_out), [{"event_pk": row["id"]} for row in rows])

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     and_,
     bindparam,
     case,
@@ -27,11 +28,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.events.models import Event, EventToFanOut
-from app.orm import Base, UTCDateTime, as_columns
+from app.orm import Base, UTCDateTime, json_rows
 from app.webhooks.models import Delivery, PendingDelivery, Webhook, WebhookStatus
 
 _webhooks = Base.metadata.tables[Webhook.__tablename__]
@@ -112,6 +112,64 @@ def fan_out(session: Session, *, now: datetime, limit: int) -> int:
     return len(events)
 
 
+# take_due's statements, built once: the scheduler runs them on every tick, and building
+# the window query cost more of its CPU than running it.
+_other = _pending.alias("other")
+_leased = _other.c.leased_until >= bindparam("now")
+_unleased = or_(_other.c.leased_until.is_(None), _other.c.leased_until < bindparam("now"))
+# A slot is a live lease (one claim's deliveries share theirs) or a task on the broker.
+_TAKEN = (
+    select(
+        _other.c.webhook_pk,
+        (
+            func.count(distinct(case((_leased, _other.c.leased_until))))
+            + func.count(case((and_(_unleased, _other.c.dispatched_until >= bindparam("now")), 1)))
+        ).label("taken"),
+    )
+    .where(or_(_leased, _other.c.dispatched_until >= bindparam("now")))
+    .group_by(_other.c.webhook_pk)
+    .subquery("taken")
+)
+_RANKED = (
+    select(
+        _pending.c.id,
+        _pending.c.next_attempt_at,
+        func.row_number()
+        .over(
+            partition_by=_pending.c.webhook_pk,
+            order_by=(_pending.c.next_attempt_at, _pending.c.id),
+        )
+        .label("rank"),
+        func.coalesce(_TAKEN.c.taken, 0).label("taken"),
+    )
+    .outerjoin(_TAKEN, _TAKEN.c.webhook_pk == _pending.c.webhook_pk)
+    .where(
+        _pending.c.next_attempt_at <= bindparam("now"),
+        or_(
+            _pending.c.dispatched_until.is_(None),
+            _pending.c.dispatched_until < bindparam("now"),
+        ),
+        or_(_pending.c.leased_until.is_(None), _pending.c.leased_until < bindparam("now")),
+    )
+    .subquery("ranked")
+)
+_CHOSEN = (
+    select(_RANKED.c.id)
+    .where(_RANKED.c.rank + _RANKED.c.taken <= bindparam("max_in_flight", type_=Integer))
+    .order_by(_RANKED.c.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+# Two schedulers on PostgreSQL split the work (the window cannot be locked itself).
+_LOCK_CHOSEN = (
+    select(_pending.c.id).where(_pending.c.id.in_(_CHOSEN)).with_for_update(skip_locked=True)
+)
+_MARK_DISPATCHED = (
+    update(_pending)
+    .where(_pending.c.id.in_(bindparam("ids", expanding=True)))
+    .values(dispatched_until=bindparam("until"))
+)
+
+
 def take_due(
     session: Session, *, now: datetime, until: datetime, limit: int, max_in_flight: int
 ) -> list[int]:
@@ -121,62 +179,11 @@ def take_due(
     on the broker), so a dead endpoint's backlog does not fill the queue with tasks that
     could only wait.
     """
-    other = aliased(PendingDelivery)
-    leased = other.leased_until >= now
-    unleased = or_(other.leased_until.is_(None), other.leased_until < now)
-    # A slot is a live lease (one claim's deliveries share theirs) or a task on the broker.
-    taken = (
-        select(
-            other.webhook_pk,
-            (
-                func.count(distinct(case((leased, other.leased_until))))
-                + func.count(case((and_(unleased, other.dispatched_until >= now), 1)))
-            ).label("taken"),
-        )
-        .where(or_(leased, other.dispatched_until >= now))
-        .group_by(other.webhook_pk)
-        .subquery()
-    )
-    ranked = (
-        select(
-            PendingDelivery.id,
-            PendingDelivery.next_attempt_at,
-            func.row_number()
-            .over(
-                partition_by=PendingDelivery.webhook_pk,
-                order_by=(PendingDelivery.next_attempt_at, PendingDelivery.id),
-            )
-            .label("rank"),
-            func.coalesce(taken.c.taken, 0).label("taken"),
-        )
-        .outerjoin(taken, taken.c.webhook_pk == PendingDelivery.webhook_pk)
-        .where(
-            PendingDelivery.next_attempt_at <= now,
-            or_(PendingDelivery.dispatched_until.is_(None), PendingDelivery.dispatched_until < now),
-            or_(PendingDelivery.leased_until.is_(None), PendingDelivery.leased_until < now),
-        )
-        .subquery()
-    )
-    chosen = (
-        select(ranked.c.id)
-        .where(ranked.c.rank + ranked.c.taken <= max_in_flight)
-        .order_by(ranked.c.next_attempt_at)
-        .limit(limit)
-    )
-    # Two schedulers on PostgreSQL split the work (the window cannot be locked itself).
     ids = list(
-        session.scalars(
-            select(PendingDelivery.id)
-            .where(PendingDelivery.id.in_(chosen))
-            .with_for_update(skip_locked=True)
-        )
+        session.scalars(_LOCK_CHOSEN, {"now": now, "limit": limit, "max_in_flight": max_in_flight})
     )
     if ids:
-        session.execute(
-            update(PendingDelivery)
-            .where(PendingDelivery.id.in_(ids))
-            .values(dispatched_until=until)
-        )
+        session.execute(_MARK_DISPATCHED, {"ids": ids, "until": until})
     return ids
 
 
@@ -233,21 +240,18 @@ def drop_endpoint(session: Session, *, webhook_id: str) -> None:
     session.execute(delete(PendingDelivery).where(PendingDelivery.webhook_pk == webhook_id))
 
 
-# PostgreSQL runs an executemany once per row: a claim's log rows go as one unnest.
+# PostgreSQL runs an executemany once per row: a claim's log rows are one statement.
 _LOG_REQUESTS_PG = text(
     """
     INSERT INTO webhook_deliveries (id, webhook_pk, event_pk, event_type, attempt, status,
         response_status, error, duration_ms, created_at, next_attempt_at)
-    SELECT * FROM unnest(CAST(:id AS varchar[]), CAST(:webhook_pk AS varchar[]),
-        CAST(:event_pk AS varchar[]), CAST(:event_type AS varchar[]),
-        CAST(:attempt AS integer[]), CAST(:status AS varchar[]),
-        CAST(:response_status AS integer[]), CAST(:error AS text[]),
-        CAST(:duration_ms AS integer[]), CAST(:created_at AS timestamp[]),
-        CAST(:next_attempt_at AS timestamp[]))
+    SELECT id, webhook_pk, event_pk, event_type, attempt, status, response_status, error,
+        duration_ms, created_at, next_attempt_at
+    FROM json_to_recordset(CAST(:rows AS json)) AS u(id varchar, webhook_pk varchar,
+        event_pk varchar, event_type varchar, attempt integer, status varchar,
+        response_status integer, error text, duration_ms integer, created_at timestamp,
+        next_attempt_at timestamp)
     """
-).bindparams(
-    bindparam("created_at", type_=ARRAY(UTCDateTime())),
-    bindparam("next_attempt_at", type_=ARRAY(UTCDateTime())),
 )
 
 
@@ -256,10 +260,7 @@ def log_requests(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        columns = as_columns(rows)
-        for name in ("event_type", "status"):  # StrEnums: their values
-            columns[name] = [str(value) for value in columns[name]]
-        session.execute(_LOG_REQUESTS_PG, columns)
+        session.execute(_LOG_REQUESTS_PG, {"rows": json_rows(rows)})
         return
     session.execute(insert(_deliveries), list(rows))
 

@@ -34,7 +34,7 @@ BUSY_RETRY_SECONDS = 1.0
 # Requests one task makes at most, following on to the endpoint's next due deliveries.
 FOLLOW_ON = 100
 # Deliveries one claim takes at most: one transaction records them all and claims the next.
-BATCH = 10
+BATCH = 50
 # A lease outlives the request it covers by this much (the recording after it)...
 LEASE_MARGIN_SECONDS = 30.0
 # ...and a claim's next request is started only while it and this much after it still fit

@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.messages.models import Attempt, Message, Recipient
 from app.messages.settlement import AttemptRecord, RecipientChange, Settlement
 from app.messages.states import MessageStatus
-from app.orm import Base, UTCDateTime, as_columns, json_array
+from app.orm import Base, json_rows
 
 # Tables for Core statements: executemany with no unit of work, where a whole group of
 # rows is written at once.
@@ -69,19 +68,18 @@ _SETTLE_MESSAGE = (
 )
 
 
-# On PostgreSQL each table's rows go in one statement, as arrays unnested: an
-# executemany UPDATE or INSERT is planned and run once per row, a group's worth of round trips
-# through the pipeline for the worker and of executions for the server.
+# On PostgreSQL each table's rows go in one statement, read from one JSON array
+# (app/orm.py json_rows): an executemany UPDATE or INSERT is planned and run once per row,
+# a group's worth of round trips through the pipeline for the worker and of executions
+# for the server.
 _SETTLE_RECIPIENTS_PG = text(
     """
     UPDATE recipients AS r SET status = u.status, smtp_code = u.smtp_code,
         enhanced_code = u.enhanced_code, smtp_reply = u.smtp_reply, attempts = u.attempts,
         error = u.error, bounce_class = u.bounce_class
-    FROM unnest(CAST(:id AS integer[]), CAST(:status AS varchar[]),
-        CAST(:smtp_code AS integer[]), CAST(:enhanced_code AS varchar[]),
-        CAST(:smtp_reply AS text[]), CAST(:attempts AS integer[]), CAST(:error AS text[]),
-        CAST(:bounce_class AS varchar[]))
-        AS u(id, status, smtp_code, enhanced_code, smtp_reply, attempts, error, bounce_class)
+    FROM json_to_recordset(CAST(:rows AS json)) AS u(id integer, status varchar,
+        smtp_code integer, enhanced_code varchar, smtp_reply text, attempts integer,
+        error text, bounce_class varchar)
     WHERE r.id = u.id
     """
 )
@@ -90,38 +88,22 @@ _SETTLE_MESSAGES_PG = text(
     UPDATE messages AS m SET status = u.status, attempt_count = u.attempt_count,
         updated_at = u.updated_at, next_attempt_at = u.next_attempt_at,
         lease_expires_at = NULL
-    FROM unnest(CAST(:id AS varchar[]), CAST(:status AS varchar[]),
-        CAST(:attempt_count AS integer[]), CAST(:updated_at AS timestamp[]),
-        CAST(:next_attempt_at AS timestamp[]))
-        AS u(id, status, attempt_count, updated_at, next_attempt_at)
+    FROM json_to_recordset(CAST(:rows AS json)) AS u(id varchar, status varchar,
+        attempt_count integer, updated_at timestamp, next_attempt_at timestamp)
     WHERE m.id = u.id
     """
-).bindparams(
-    # Each element through the column's type: naive UTC, as UTCDateTime stores it.
-    bindparam("updated_at", type_=ARRAY(UTCDateTime())),
-    bindparam("next_attempt_at", type_=ARRAY(UTCDateTime())),
 )
-
 _ADD_ATTEMPTS_PG = text(
     """
     INSERT INTO attempts (message_pk, number, started_at, finished_at, relay, outcome, stage,
         smtp_code, enhanced_code, smtp_reply, error, bounce_class, transcript)
-    SELECT u.message_pk, u.number, u.started_at, u.finished_at, u.relay, u.outcome, u.stage,
-        u.smtp_code, u.enhanced_code, u.smtp_reply, u.error, u.bounce_class,
-        CASE WHEN json_typeof(t.transcript) = 'null' THEN NULL ELSE t.transcript END
-    FROM unnest(CAST(:message_pk AS varchar[]), CAST(:number AS integer[]),
-        CAST(:started_at AS timestamp[]), CAST(:finished_at AS timestamp[]),
-        CAST(:relay AS varchar[]), CAST(:outcome AS varchar[]), CAST(:stage AS varchar[]),
-        CAST(:smtp_code AS integer[]), CAST(:enhanced_code AS varchar[]),
-        CAST(:smtp_reply AS text[]), CAST(:error AS text[]), CAST(:bounce_class AS varchar[]))
-        WITH ORDINALITY AS u(message_pk, number, started_at, finished_at, relay, outcome, stage,
-            smtp_code, enhanced_code, smtp_reply, error, bounce_class, n)
-    JOIN json_array_elements(CAST(:transcript AS json)) WITH ORDINALITY AS t(transcript, n)
-        USING (n)
+    SELECT message_pk, number, started_at, finished_at, relay, outcome, stage, smtp_code,
+        enhanced_code, smtp_reply, error, bounce_class, transcript
+    FROM json_to_recordset(CAST(:rows AS json)) AS u(message_pk varchar, number integer,
+        started_at timestamp, finished_at timestamp, relay varchar, outcome varchar,
+        stage varchar, smtp_code integer, enhanced_code varchar, smtp_reply text,
+        error text, bounce_class varchar, transcript json)
     """
-).bindparams(
-    bindparam("started_at", type_=ARRAY(UTCDateTime())),
-    bindparam("finished_at", type_=ARRAY(UTCDateTime())),
 )
 
 
@@ -136,15 +118,12 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
     on_postgres = session.get_bind().dialect.name == "postgresql"
     if changes:
         if on_postgres:
-            session.execute(_SETTLE_RECIPIENTS_PG, as_columns(_recipient_values(changes)))
+            session.execute(_SETTLE_RECIPIENTS_PG, {"rows": json_rows(_recipient_values(changes))})
         else:
             session.execute(_SETTLE_RECIPIENT, _prefixed("r_", _recipient_values(changes)))
     attempts = [_attempt_row(settlement.message_id, settlement.attempt) for settlement in settled]
     if on_postgres:
-        columns = as_columns(attempts)
-        session.execute(
-            _ADD_ATTEMPTS_PG, {**columns, "transcript": json_array(columns["transcript"])}
-        )
+        session.execute(_ADD_ATTEMPTS_PG, {"rows": json_rows(attempts)})
     else:
         session.execute(insert(_attempt_table), attempts)
     messages: list[dict[str, object]] = [
@@ -158,7 +137,7 @@ def add_attempts(session: Session, *, settled: Sequence[Settlement]) -> None:
         for settlement in settled
     ]
     if on_postgres:
-        session.execute(_SETTLE_MESSAGES_PG, as_columns(messages))
+        session.execute(_SETTLE_MESSAGES_PG, {"rows": json_rows(messages)})
     else:
         session.execute(_SETTLE_MESSAGE, _prefixed("m_", messages))
 
