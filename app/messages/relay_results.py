@@ -12,6 +12,14 @@ from app.messages.states import RecipientStatus, Stage
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
 
 
+def relay_text(raw: bytes | str) -> str:
+    """What a relay sent, as text the database can store: invalid UTF-8 and NUL (which no
+    PostgreSQL text or JSON string holds) become U+FFFD. A reply that could not be stored
+    would fail its whole group's recording on every retry."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text.replace("\x00", "\ufffd")
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """An SMTP reply: the code, its RFC 3463 enhanced code if any, and the text."""
@@ -23,8 +31,7 @@ class Reply:
     @classmethod
     def parse(cls, code: int, raw: bytes | str) -> Reply:
         """Split smtplib's (code, text) into code, enhanced code and text, lines kept."""
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        lines = text.split("\n")
+        lines = relay_text(raw).split("\n")
         match = _ENHANCED.match(lines[0])
         enhanced = None
         # The enhanced code must agree with the reply's class to be one (RFC 3463 §2).

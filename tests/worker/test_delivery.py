@@ -63,6 +63,23 @@ def test_permanent_rejection_fails_at_once_with_the_exact_reply(relay: ScriptedR
     assert relay.messages == []
 
 
+def test_a_reply_with_a_nul_byte_is_recorded_with_a_replacement_character(
+    relay: ScriptedRelay, env: Env
+) -> None:
+    # No PostgreSQL text holds NUL: stored as sent, it failed the group's recording on
+    # every retry, and the message never left `sending`.
+    env["POCHTA_TRANSCRIPTS"] = "all"
+    relay.script_rcpt("nobody@example.org", "550 5.1.1 No such\x00user")
+    message = run_until_final(submit(to=["nobody@example.org"]))
+    assert message.status == "failed"
+    (recipient,) = message.recipients
+    assert recipient.smtp_reply == "No such\ufffduser"
+    (attempt,) = message.attempts
+    assert attempt.smtp_reply == "No such\ufffduser"
+    assert attempt.transcript is not None
+    assert "550 5.1.1 No such\ufffduser" in [line.line for line in attempt.transcript]
+
+
 def test_one_accepted_one_rejected_is_partially_sent_with_one_copy(relay: ScriptedRelay) -> None:
     relay.script_rcpt("nobody@example.org", "550 5.1.1 No such user")
     message = run_until_final(submit(to=["ok@example.org", "nobody@example.org"]))

@@ -14,7 +14,7 @@ import smtplib
 import time
 from typing import Any
 
-from app.messages.relay_results import TranscriptLine
+from app.messages.relay_results import TranscriptLine, relay_text
 
 HIDDEN = "***"
 
@@ -44,7 +44,7 @@ class Transcript:
                 lines.append(TranscriptLine(at_ms, "out", text))
                 continue
             assert isinstance(text, bytes)
-            parts = text.decode("utf-8", "replace").split("\n")
+            parts = relay_text(text).split("\n")
             for index, part in enumerate(parts):
                 if code < 0:
                     # smtplib could not read a code: keep what it kept of the line.
