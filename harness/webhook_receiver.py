@@ -1,4 +1,4 @@
-"""A real HTTP receiver on 127.0.0.1 for webhook tests and the bench, scriptable per path.
+"""A real HTTP receiver on 127.0.0.1 for webhook tests, scriptable per path.
 
 Each path answers from its own script, in order (a status, a status with headers, or HANG:
 never answer), then with its default; every request is kept with its headers and body.
@@ -46,10 +46,7 @@ class Request:
 class WebhookReceiver:
     """A threaded http.server in the background that answers as scripted, recording all."""
 
-    def __init__(self, *, keep: bool = True) -> None:
-        # keep=False: count requests only (the bench takes far too many to keep).
-        self._keep = keep
-        self.count = 0
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[Answer]] = defaultdict(deque)
         self._defaults: dict[str, Answer] = {}
@@ -126,9 +123,7 @@ class WebhookReceiver:
                     at=time.monotonic(),
                 )
                 with receiver._lock:
-                    receiver.count += 1
-                    if receiver._keep:
-                        receiver._requests.append(request)
+                    receiver._requests.append(request)
                 if answer is HANG or answer.status == 0:
                     receiver._stopping.wait()
                     self.close_connection = True
