@@ -28,21 +28,24 @@ _MESSAGE_TABLES = (
 )
 
 
-class Sink:
-    """Postfix's smtp-sink on a loopback port: answers 250 to everything, keeps nothing."""
+class _LoopbackServer:
+    """A server process of the benchmark's on a free loopback port: started, waited for,
+    stopped."""
+
+    log_name = ""
 
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
     def start(self) -> None:
         self.port = free_port()
-        # As root smtp-sink must drop privileges (-u) once it has its socket.
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        argv = [smtp_sink_path(), "-4", *user, f"127.0.0.1:{self.port}", "1000"]
-        process = processes.spawn(argv, env=dict(os.environ), log=self.logdir / "smtp-sink.log")
-        self._process = process
+        log = self.logdir / self.log_name
+        self._process = processes.spawn(self.argv(), env=dict(os.environ), log=log)
         try:
             wait_for_port("127.0.0.1", self.port, timeout=10)
         except BaseException:
@@ -55,25 +58,25 @@ class Sink:
             processes.stop([process])
 
 
-class Receiver:
-    """The webhook endpoint (bench/receiver.py) in a process of its own on a loopback port:
-    at normal priority, like smtp-sink, as a real endpoint would run on its own host."""
+class Sink(_LoopbackServer):
+    """Postfix's smtp-sink: answers 250 to everything, keeps nothing."""
 
-    def __init__(self, logdir: Path) -> None:
-        self.logdir = logdir
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
+    log_name = "smtp-sink.log"
 
-    def start(self) -> None:
-        self.port = free_port()
-        argv = [sys.executable, "-m", "bench.receiver", str(self.port)]
-        process = processes.spawn(argv, env=dict(os.environ), log=self.logdir / "receiver.log")
-        self._process = process
-        try:
-            wait_for_port("127.0.0.1", self.port, timeout=10)
-        except BaseException:
-            self.stop()
-            raise
+    def argv(self) -> list[str]:
+        # As root smtp-sink must drop privileges (-u) once it has its socket.
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        return [smtp_sink_path(), "-4", *user, f"127.0.0.1:{self.port}", "1000"]
+
+
+class Receiver(_LoopbackServer):
+    """The webhook endpoint, bench/receiver.py: at normal priority, like smtp-sink, as a
+    real endpoint would run on its own host."""
+
+    log_name = "receiver.log"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "bench.receiver", str(self.port)]
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
@@ -81,11 +84,6 @@ class Receiver:
     def count(self) -> int:
         """How many requests it has answered."""
         return int(httpx.get(f"http://127.0.0.1:{self.port}/count", timeout=10).text)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            processes.stop([process])
 
 
 def _libpq(url: str) -> str:
