@@ -68,10 +68,10 @@ def json_rows(rows: Sequence[Mapping[str, object]]) -> str:
     """A group's rows as one JSON array of objects, for PostgreSQL's json_to_recordset():
     a group is one statement instead of an execution per row, and one text parameter.
 
-    Arrays per column (unnest) cost the worker more than the statement saved: psycopg
-    writes each element of a text array through a regular expression, where json.dumps
-    is one C call. Datetimes go as naive UTC, as UTCDateTime stores them; StrEnums are
-    strings already, nested lists and dicts stay JSON (a JSON null is SQL NULL there).
+    It replaces an array per column (unnest), which psycopg writes element by element,
+    each text through a regular expression; json.dumps is one C call. Datetimes go as
+    naive UTC, as UTCDateTime stores them; StrEnums are strings already; nested lists and
+    dicts stay JSON (a JSON null is SQL NULL there).
     """
     return json.dumps(rows, default=_naive_utc)
 
