@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select, tuple_
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, delete, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ _RESOURCE = (
 )
 
 
-def _live(now: datetime) -> ColumnElement[bool]:
+def _live(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return or_(_table.c.expires_at.is_(None), _table.c.expires_at > now)
 
 
@@ -37,7 +37,7 @@ def _live(now: datetime) -> ColumnElement[bool]:
 _REASONS = select(_table.c.email_key, _table.c.reason).where(
     _table.c.tenant == bindparam("tenant"),
     _table.c.email_key.in_(bindparam("email_keys", expanding=True)),
-    or_(_table.c.expires_at.is_(None), _table.c.expires_at > bindparam("now")),
+    _live(bindparam("now")),
 )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.events.models import Event
 from app.events.types import EventType
 from app.orm import Base
+from app.webhooks import pending
 from app.webhooks.models import PendingDelivery, Webhook, WebhookStatus
 
 
@@ -80,10 +81,6 @@ _OPEN = select(
 ).where(
     _pending.c.webhook_pk == bindparam("webhook_id"), _pending.c.leased_until >= bindparam("now")
 )
-_FREE = (
-    _pending.c.next_attempt_at <= bindparam("now"),
-    or_(_pending.c.leased_until.is_(None), _pending.c.leased_until < bindparam("now")),
-)
 # Besides its own, a claim takes only deliveries no task on the broker carries: those
 # are their tasks' own, each a sender of its own up to the endpoint's free slots.
 _OWN = _pending.c.id == bindparam("own")
@@ -91,7 +88,7 @@ _CHOSEN = (
     select(_pending.c.id)
     .where(
         _pending.c.webhook_pk == bindparam("webhook_id"),
-        *_FREE,
+        *pending.DUE_AND_FREE,
         or_(
             _OWN,
             _pending.c.dispatched_until.is_(None),
@@ -103,7 +100,7 @@ _CHOSEN = (
 )
 _TAKE = (
     update(_pending)
-    .where(_pending.c.id.in_(_CHOSEN.scalar_subquery()), *_FREE)
+    .where(_pending.c.id.in_(_CHOSEN.scalar_subquery()), *pending.DUE_AND_FREE)
     .values(leased_until=bindparam("lease_until"), dispatched_until=None)
     .returning(_pending.c.id, _pending.c.attempts, _pending.c.event_pk)
 )
@@ -142,7 +139,7 @@ def claim(
         return claimed
     busy = session.execute(
         update(PendingDelivery)
-        .where(PendingDelivery.id == pending_id, *_FREE)
+        .where(PendingDelivery.id == pending_id, *pending.DUE_AND_FREE)
         .values(next_attempt_at=busy_until, dispatched_until=None)
         .execution_options(synchronize_session=False),
         {"now": now},

@@ -113,6 +113,12 @@ def fan_out(session: Session, *, now: datetime, limit: int) -> int:
     return len(events)
 
 
+# Due, and held by no worker (as of the statement's :now): what a claim may lease.
+DUE_AND_FREE = (
+    _pending.c.next_attempt_at <= bindparam("now"),
+    or_(_pending.c.leased_until.is_(None), _pending.c.leased_until < bindparam("now")),
+)
+
 # take_due's statements, built once: the scheduler runs them on every tick, and building
 # the window query cost more of its CPU than running it.
 _other = _pending.alias("other")
@@ -145,12 +151,11 @@ _RANKED = (
     )
     .outerjoin(_TAKEN, _TAKEN.c.webhook_pk == _pending.c.webhook_pk)
     .where(
-        _pending.c.next_attempt_at <= bindparam("now"),
+        *DUE_AND_FREE,
         or_(
             _pending.c.dispatched_until.is_(None),
             _pending.c.dispatched_until < bindparam("now"),
         ),
-        or_(_pending.c.leased_until.is_(None), _pending.c.leased_until < bindparam("now")),
     )
     .subquery("ranked")
 )
