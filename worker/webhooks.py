@@ -7,6 +7,7 @@ pool only, never the email pool's processes.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import httpx
@@ -17,12 +18,27 @@ from app.outbox.broker import WEBHOOK_TASK
 from app.webhooks.requests import new_transport
 from app.webhooks.sending import deliver_from
 from worker import shutdown, webhook_metrics
+from worker.cpu_share import CpuShare
+
+_making = threading.Lock()
+# The pool's threads share one: the share is the process's.
+_share = CpuShare()
+
+
+def _transport() -> httpx.BaseTransport:
+    """The pool's HTTP transport, shared by its threads (httpcore's connection pool is
+    thread-safe): connections kept alive between requests, one TLS context for all.
+
+    Made under a lock: the pool's first tasks arrive together, and each thread that found
+    no transport made its own, loading the CA bundle again (py-spy put a fifth of a
+    drain's pool samples there, bench/README.md).
+    """
+    with _making:
+        return _made_once()
 
 
 @lru_cache(maxsize=1)
-def _transport() -> httpx.BaseTransport:
-    """The pool's HTTP transport, shared by its threads (httpcore's connection pool is
-    thread-safe): connections kept alive between requests, one TLS context for all."""
+def _made_once() -> httpx.BaseTransport:
     return new_transport(get_settings())
 
 
@@ -34,4 +50,5 @@ def send_webhook_task(pending_id: int) -> None:
         _transport(),
         on_sent=webhook_metrics.record,
         keep_going=lambda: not shutdown.requested(),
+        pace=_share.wait_turn,
     )

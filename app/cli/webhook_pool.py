@@ -17,6 +17,7 @@ import threading
 import time
 
 from app import processes
+from worker.cpu_share import START_WAIT_SECONDS, CpuShare
 
 log = logging.getLogger("pochta.worker")
 
@@ -62,22 +63,17 @@ class WebhookPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._process = _spawn()
-        # The watcher starts the restarted pools: their parent-death signal is bound to the
-        # thread that forked them, and this one lives until stop().
+        self._process: subprocess.Popen[bytes] | None = None
+        # The watcher starts every pool: their parent-death signal is bound to the thread
+        # that forked them, and this one lives until stop().
         self._watcher = threading.Thread(target=self._watch, name="webhook-pool", daemon=True)
         self._watcher.start()
-
-    @property
-    def pid(self) -> int:
-        with self._lock:
-            return self._process.pid
 
     def signal_stop(self) -> None:
         """Ask the pool to finish its requests under way and exit; no restart after it."""
         with self._lock:
             self._stopping.set()
-            if self._process.poll() is None:
+            if self._process is not None and self._process.poll() is None:
                 self._process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
@@ -85,18 +81,29 @@ class WebhookPool:
         self.signal_stop()
         with self._lock:
             process = self._process
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self._watcher.join(timeout=STOP_TIMEOUT)
 
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._process = _spawn()
+            return self._process
+
     def _watch(self) -> None:
+        # A worker is often started on a full queue: the email pool starts at once, this
+        # one's start-up (a CPU-second of imports) waits for a quiet host, ten seconds at
+        # most (worker/cpu_share.py).
+        CpuShare(sleep=self._stopping.wait).wait_for_quiet(START_WAIT_SECONDS)
+        process = self._start()
         delay = FIRST_RESTART_DELAY
-        while True:
-            with self._lock:
-                process = self._process
+        while process is not None:
             started = time.monotonic()
             code = process.wait()
             if self._stopping.is_set():
@@ -111,9 +118,7 @@ class WebhookPool:
             )
             if self._stopping.wait(delay):
                 return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                self._process = _spawn()
-            log.info("webhook pool started again", extra={"pid": self._process.pid})
+            process = self._start()
+            if process is not None:
+                log.info("webhook pool started again", extra={"pid": process.pid})
             delay = min(delay * 2, MAX_RESTART_DELAY)

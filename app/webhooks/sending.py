@@ -70,9 +70,11 @@ def deliver_from(
     on_sent: Callable[[Sent], None],
     follow_on: int = FOLLOW_ON,
     keep_going: Callable[[], bool] = lambda: True,
+    pace: Callable[[], None] = lambda: None,
 ) -> int:
     """Send this delivery, then, while the endpoint keeps answering 2xx, its next due ones
     (up to follow_on in all, and while keep_going says so); how many requests were made.
+    pace is called before each request, and may wait (worker/cpu_share.py).
 
     Each sender holds one of the endpoint's slots at a time: it claims up to BATCH
     deliveries under one lease, sends them in turn, records them all and claims the next
@@ -84,7 +86,7 @@ def deliver_from(
         claimed = _claim(session, pending_id, settings, utcnow(), min(BATCH, follow_on))
     made = 0
     while isinstance(claimed, claims.Claimed):
-        sent = _send(transport, claimed, settings, keep_going)
+        sent = _send(transport, claimed, settings, keep_going, pace)
         following: claims.Claimed | None = None
         try:
             with repeatable_scope() as session:
@@ -104,13 +106,6 @@ def deliver_from(
             on_sent(Sent(answer, succeeded, claimed.webhook_id, owed.event_created_at, finished_at))
         claimed = following
     return made
-
-
-def deliver(pending_id: int, transport: httpx.BaseTransport) -> Sent | None:
-    """Send one pending delivery if it is due and its endpoint has a slot; None if not."""
-    sent: list[Sent] = []
-    deliver_from(pending_id, transport, on_sent=sent.append, follow_on=1)
-    return sent[0] if sent else None
 
 
 def _lease(settings: Settings, now: datetime) -> datetime:
@@ -153,6 +148,7 @@ def _send(
     claimed: claims.Claimed,
     settings: Settings,
     keep_going: Callable[[], bool],
+    pace: Callable[[], None],
 ) -> list[Outcome]:
     """The claim's requests in turn, up to its first failure; each with when it ended.
 
@@ -169,6 +165,7 @@ def _send(
     for owed in claimed.owed:
         if sent and (not keep_going() or utcnow() + room > claimed.lease_until):
             break
+        pace()
         answer = _request(transport, claimed.url, owed, secrets, settings)
         sent.append((owed, answer, utcnow()))
         if not retries.is_success(answer.status):

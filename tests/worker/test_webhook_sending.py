@@ -25,7 +25,7 @@ from app.webhooks.models import (
 )
 from app.webhooks.requests import new_transport
 from app.webhooks.secrets import UNREADABLE
-from app.webhooks.sending import deliver
+from app.webhooks.sending import deliver_from
 from harness.webhook_receiver import Answer, WebhookReceiver
 from tests.conftest import Env
 from tests.support.webhooks import (
@@ -68,7 +68,7 @@ def pump(client: httpx.BaseTransport, rounds: int = 200) -> None:
             )
             left = session.scalar(select(PendingDelivery.id).limit(1))
         for pending_id in ids:
-            deliver(pending_id, client)
+            deliver_from(pending_id, client, on_sent=lambda _: None, follow_on=1)
         if not ids and left is None:
             return
     raise AssertionError("deliveries still owed after every round")
@@ -323,7 +323,7 @@ def test_no_more_than_max_in_flight_requests_are_open_to_one_endpoint(
 def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
     receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
-    from app.webhooks.sending import Sent, deliver_from
+    from app.webhooks.sending import Sent
 
     webhook_id, _ = create_endpoint(receiver.url())
     events = [add_event() for _ in range(5)]
@@ -389,7 +389,7 @@ def test_a_claim_takes_a_batch_under_one_lease_and_holds_one_slot(
 def test_a_failure_ends_a_batch_and_what_it_did_not_send_is_given_back(
     receiver: WebhookReceiver, client: httpx.BaseTransport
 ) -> None:
-    from app.webhooks.sending import Sent, deliver_from
+    from app.webhooks.sending import Sent
 
     receiver.script("/hook", 200, 500)
     webhook_id, _ = create_endpoint(receiver.url())
