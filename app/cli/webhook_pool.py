@@ -99,8 +99,9 @@ class WebhookPool:
     def _watch(self) -> None:
         # A worker is often started on a full queue: the email pool starts at once, this
         # one's start-up (a CPU-second of imports) waits for a quiet host, ten seconds at
-        # most (worker/cpu_share.py).
-        CpuShare(sleep=self._stopping.wait).wait_for_quiet(START_WAIT_SECONDS)
+        # most (worker/cpu_share.py). This process's own CPU, email's start, counts too.
+        quiet = CpuShare(read_own=lambda: 0.0, sleep=self._stopping.wait)
+        quiet.wait_for_quiet(START_WAIT_SECONDS)
         process = self._start()
         delay = FIRST_RESTART_DELAY
         while process is not None:
