@@ -5,7 +5,8 @@ Idle priority (app/cli/webhook_pool.py) is not enough on its own. On a virtual m
 whose CPUs are hyperthreads of the host's cores, a thread that uses a CPU no one else wants
 still slows the one on its sibling: an idle-priority loop spinning beside a drain cost it
 a third of its rate, and the pool's requests beside a drain about a fifth
-(bench/README.md). Linux cannot see the siblings from inside the guest; the share can.
+(bench/README.md). From inside the guest no one can tell which CPUs are siblings, so the
+pool limits what it uses instead.
 
 On an idle host nothing waits. Where /proc/stat cannot be read (not Linux), nothing waits.
 """

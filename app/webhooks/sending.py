@@ -163,9 +163,9 @@ def _send(
     room = timedelta(seconds=settings.webhook_timeout_seconds + RECORDING_SECONDS)
     sent: list[Outcome] = []
     for owed in claimed.owed:
+        pace()  # before the lease check: a turn waited for is time the lease has spent
         if sent and (not keep_going() or utcnow() + room > claimed.lease_until):
             break
-        pace()
         answer = _request(transport, claimed.url, owed, secrets, settings)
         sent.append((owed, answer, utcnow()))
         if not retries.is_success(answer.status):
