@@ -340,6 +340,25 @@ def test_a_sender_follows_on_to_the_endpoints_next_due_deliveries(
     assert len(deliveries(webhook_id)) == 5
 
 
+def test_each_request_waits_for_its_turn_first(
+    receiver: WebhookReceiver, client: httpx.BaseTransport
+) -> None:
+    create_endpoint(receiver.url())
+    for _ in range(3):
+        add_event()
+    with db.session_scope() as session:
+        pending.fan_out(session, now=utcnow(), limit=500)
+        first = session.scalars(select(PendingDelivery.id).order_by(PendingDelivery.id)).first()
+    assert first is not None
+    heard_before_turn: list[int] = []
+
+    def turn() -> None:
+        heard_before_turn.append(len(receiver.requests()))
+
+    assert deliver_from(first, client, on_sent=lambda _: None, pace=turn) == 3
+    assert heard_before_turn == [0, 1, 2], "one turn before each request, none after"
+
+
 def _claim_batch(pending_id: int, now: datetime, batch: int) -> claims.Claimed | str | None:
     with db.session_scope() as session:
         return claims.claim(
